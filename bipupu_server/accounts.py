@@ -1,0 +1,455 @@
+"""Accounts: identity rules, passwords, registration, login, sessions and profiles (no HTTP here)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import unicodedata
+import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import bcrypt
+import orjson
+
+from .clock import Clock, rfc3339
+from .config import Config
+from .errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
+from .ratelimit import SlidingWindow
+from .store import sessions, users
+from .store.db import Database, Tx
+from .tokens import ACCESS, REFRESH, TokenSigner, digest
+
+USERNAME_MIN, USERNAME_MAX = 3, 32
+NICKNAME_MAX = 32
+PASSWORD_MIN_BYTES, PASSWORD_MAX_BYTES = 8, 72
+PROFILE_MAX_BYTES = 2048
+AVATAR_URL_MAX = 2048
+PRIVACY_CHOICES = ("everyone", "contacts_only")
+USERNAME_PUNCTUATION = "_.-"
+
+
+# Identity rules ---------------------------------------------------------------------------------
+
+def username_key(raw: str) -> str:
+    """What uniqueness and login compare: NFKC, casefolded, NFKC again (Unicode's NFKC_Casefold)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw.strip()).casefold())
+
+
+def check_username(raw: Any) -> tuple[str, str]:
+    """Validate a new username; returns (username as stored, its key)."""
+    if not isinstance(raw, str):
+        raise Invalid("username must be a string", field="username")
+    name = unicodedata.normalize("NFKC", raw.strip())
+    if not USERNAME_MIN <= len(name) <= USERNAME_MAX:
+        raise Invalid(f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters", field="username")
+    for position, ch in enumerate(name):
+        category = unicodedata.category(ch)
+        allowed = (
+            category.startswith("L")
+            or category == "Nd"
+            or ch in USERNAME_PUNCTUATION
+            or (category in ("Mn", "Mc") and position > 0)  # vowel signs and accents of many scripts
+        )
+        if not allowed:
+            raise Invalid(
+                f"username may hold only letters, digits, '_', '.' and '-' (not {ch!r})", field="username"
+            )
+    if all(unicodedata.category(ch) == "Nd" for ch in name):
+        raise Invalid("username cannot be all digits (it would look like a bipupu_id)",
+                      code="username_all_digits", field="username")
+    return name, username_key(name)
+
+
+def check_password(raw: Any, field: str = "password") -> str:
+    """Passwords are 8 to 72 bytes of UTF-8 (bcrypt's limit): longer is refused, never truncated."""
+    if not isinstance(raw, str):
+        raise Invalid(f"{field} must be a string", field=field)
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size < PASSWORD_MIN_BYTES:
+        raise Invalid(f"{field} must be at least {PASSWORD_MIN_BYTES} bytes", code="password_too_short", field=field)
+    if size > PASSWORD_MAX_BYTES:
+        raise Invalid(f"{field} must be at most {PASSWORD_MAX_BYTES} bytes of UTF-8", code="password_too_long", field=field)
+    if "\x00" in raw or any(0xD800 <= ord(ch) <= 0xDFFF for ch in raw):
+        raise Invalid(f"{field} may not contain NUL or unpaired surrogates", field=field)
+    return raw
+
+
+def _check_text(raw: Any, field: str, max_chars: int) -> str:
+    if not isinstance(raw, str):
+        raise Invalid(f"{field} must be a string", field=field)
+    text = raw.strip()
+    if not 1 <= len(text) <= max_chars:
+        raise Invalid(f"{field} must be 1 to {max_chars} characters", field=field)
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+        raise Invalid(f"{field} may not contain control characters", field=field)
+    return text
+
+
+def check_nickname(raw: Any) -> str:
+    return _check_text(raw, "nickname", NICKNAME_MAX)
+
+
+def check_avatar_url(raw: Any) -> str | None:
+    """None, an http(s) URL with a host, or a server-relative path such as /static/a.png."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise Invalid("avatar_url must be a string or null", field="avatar_url")
+    url = raw.strip()
+    if not url or len(url) > AVATAR_URL_MAX or any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
+        raise Invalid(f"avatar_url must be a URL of at most {AVATAR_URL_MAX} characters without spaces",
+                      field="avatar_url")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise Invalid("avatar_url is not a valid URL", field="avatar_url") from None
+    absolute = parts.scheme in ("http", "https") and bool(parts.netloc)
+    relative = not parts.scheme and not parts.netloc and url.startswith("/") and not url.startswith("//")
+    if not (absolute or relative):
+        raise Invalid("avatar_url must be an http(s) URL or a path starting with /", field="avatar_url")
+    return url
+
+
+def check_cosmic_profile(raw: Any) -> str:
+    """A JSON object of free keys, at most 2 KB when encoded; returns its stored JSON text."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise Invalid("cosmic_profile must be a JSON object", field="cosmic_profile")
+    encoded = orjson.dumps(raw)
+    if len(encoded) > PROFILE_MAX_BYTES:
+        raise Invalid(f"cosmic_profile must be at most {PROFILE_MAX_BYTES} bytes as JSON", field="cosmic_profile")
+    return encoded.decode()
+
+
+def check_privacy(raw: Any) -> str:
+    if raw not in PRIVACY_CHOICES:
+        raise Invalid("privacy must be 'everyone' or 'contacts_only'", field="privacy")
+    return raw
+
+
+PROFILE_RULES = {
+    "nickname": check_nickname,
+    "avatar_url": check_avatar_url,
+    "cosmic_profile": check_cosmic_profile,
+    "privacy": check_privacy,
+}
+IMMUTABLE_FIELDS = ("id", "bipupu_id", "username", "is_admin", "is_active", "created_at")
+
+
+# Passwords --------------------------------------------------------------------------------------
+
+class PasswordHasher:
+    """bcrypt off the event loop, on a small executor of its own so a login storm queues there."""
+
+    def __init__(self, cost: int, executor: Executor):
+        self.cost = cost
+        self._executor = executor
+        self._dummy: bytes | None = None
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        hashed = await loop.run_in_executor(
+            self._executor, lambda: bcrypt.hashpw(password.encode(), bcrypt.gensalt(self.cost))
+        )
+        return hashed.decode()
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        """Check a password; with no hash (unknown user) spend the same time and say no."""
+        loop = asyncio.get_running_loop()
+        try:
+            candidate = password.encode()
+        except UnicodeEncodeError:  # unpaired surrogates: no stored password can match
+            candidate, hashed = b"-", None
+        if len(candidate) > PASSWORD_MAX_BYTES:  # never compare a truncated prefix
+            hashed = None
+        if hashed is None:
+            if self._dummy is None:
+                self._dummy = (await self.hash(secrets.token_urlsafe(12))).encode()
+            target = self._dummy
+        else:
+            target = hashed.encode()
+        try:
+            ok = await loop.run_in_executor(self._executor, bcrypt.checkpw, candidate[:PASSWORD_MAX_BYTES], target)
+        except ValueError:  # a malformed stored hash never matches
+            return False
+        return ok and hashed is not None
+
+
+# Accounts ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an access token speaks for."""
+
+    user_id: str
+    bipupu_id: str
+    session_id: str
+    is_admin: bool
+
+
+def me_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The /me object: everything about the caller except internals."""
+    return {
+        "bipupu_id": row["bipupu_id"],
+        "username": row["username"],
+        "nickname": row["nickname"],
+        "avatar_url": row["avatar_url"],
+        "cosmic_profile": orjson.loads(row["cosmic_profile"]),
+        "privacy": row["privacy"],
+        "is_admin": bool(row["is_admin"]),
+        "created_at": row["created_at"],
+    }
+
+
+def card_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The public card others may see."""
+    return {"bipupu_id": row["bipupu_id"], "nickname": row["nickname"], "avatar_url": row["avatar_url"]}
+
+
+class Accounts:
+    """Registration, login, tokens and profiles over one Database."""
+
+    def __init__(self, db: Database, clock: Clock, config: Config, hasher: PasswordHasher):
+        self.db = db
+        self.clock = clock
+        self.registration_open = config.registration == "open"
+        self.signer = TokenSigner(config.secret_key, clock,
+                                  access_ttl_s=config.access_ttl_s, refresh_ttl_s=config.refresh_ttl_s)
+        self.hasher = hasher
+        self.login_failures = SlidingWindow(config.login_fail_limit, clock, enabled=config.rate_limit)
+        self.login_attempts = SlidingWindow(config.login_addr_limit, clock, enabled=config.rate_limit)
+        self.registrations = SlidingWindow(config.register_addr_limit, clock, enabled=config.rate_limit)
+
+    # creating accounts
+
+    async def create_user(self, username: Any, password: Any, nickname: Any = None, *,
+                          is_admin: bool = False, with_session: bool = False) -> dict[str, Any]:
+        """Create an account; with a session, also log it in. Returns /me fields (+ tokens)."""
+        name, key = check_username(username)
+        password = check_password(password)
+        nick = name if nickname is None else check_nickname(nickname)
+        if await users.by_username_key(self.db, key) is not None:  # spare bcrypt when it cannot succeed
+            raise Conflict("this username is taken", code="username_taken", field="username")
+        password_hash = await self.hasher.hash(password)
+        user_id = str(uuid.uuid4())
+        now = self.clock.time()
+
+        async def insert(tx: Tx) -> dict[str, Any]:
+            bipupu_id = await users.create(tx, users.NewUser(
+                id=user_id, username=name, username_key=key, password_hash=password_hash,
+                nickname=nick, is_admin=is_admin, created_at=rfc3339(now)))
+            result = {"bipupu_id": bipupu_id, "username": name, "nickname": nick}
+            if with_session:
+                result.update(await self._open_session(tx, user_id, bipupu_id))
+            return result
+
+        return await self.db.write(insert)
+
+    async def register(self, username: Any, password: Any, nickname: Any, *, address: str) -> dict[str, Any]:
+        """Self-registration, when open, limited per address."""
+        if not self.registration_open:
+            raise Forbidden("registration is closed on this server; ask an admin for an account",
+                            code="registration_closed")
+        wait = self.registrations.retry_after(address)
+        if wait is not None:
+            raise RateLimited("too many registrations from this address; try again later", wait)
+        check_username(username)
+        check_password(password)
+        if nickname is not None:
+            check_nickname(nickname)
+        self.registrations.add(address)
+        return await self.create_user(username, password, nickname, with_session=True)
+
+    async def bootstrap_admin(self, username: str, password: str | None) -> str | None:
+        """On first start (no users at all) create the admin; returns the password if generated."""
+        if await users.count(self.db) > 0:
+            return None
+        generated = None
+        if password is None:
+            generated = password = secrets.token_urlsafe(15)
+        try:
+            await self.create_user(username, password, is_admin=True)
+        except Invalid as exc:
+            source = "BIPUPU_ADMIN_USERNAME" if exc.field == "username" else "BIPUPU_ADMIN_PASSWORD"
+            raise Invalid(f"{source}: {exc.message}", field=exc.field) from None
+        return generated
+
+    # sessions and tokens
+
+    async def _open_session(self, tx: Tx, user_id: str, bipupu_id: str) -> dict[str, Any]:
+        session_id = str(uuid.uuid4())
+        now = self.clock.time()
+        refresh, refresh_exp = self.signer.refresh(session_id)
+        await sessions.create(tx, session_id=session_id, user_id=user_id, now_text=rfc3339(now), expires_ts=refresh_exp)
+        await sessions.add_refresh_token(tx, token_hash=digest(refresh), session_id=session_id,
+                                         issued_ts=int(now), expires_ts=refresh_exp)
+        return self._token_pair(bipupu_id, session_id, refresh)
+
+    def _token_pair(self, bipupu_id: str, session_id: str, refresh: str) -> dict[str, Any]:
+        return {
+            "access_token": self.signer.access(bipupu_id, session_id),
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": self.signer.access_ttl_s,
+        }
+
+    async def login(self, username: Any, password: Any, *, address: str) -> dict[str, Any]:
+        """Check credentials (same answer and cost for unknown user and wrong password)."""
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise Unauthorized("wrong username or password", code="invalid_credentials")
+        key = username_key(username)[:64]
+        for limiter, what in ((self.login_attempts, address), (self.login_failures, key)):
+            wait = limiter.retry_after(what)
+            if wait is not None:
+                raise RateLimited("too many login attempts; try again later", wait, code="too_many_attempts")
+        self.login_attempts.add(address)
+        row = await users.by_username_key(self.db, key)
+        ok = await self.hasher.verify(password, row["password_hash"] if row else None)
+        if not ok:
+            self.login_failures.add(key)
+            raise Unauthorized("wrong username or password", code="invalid_credentials")
+        self.login_failures.reset(key)
+        if not row["is_active"]:
+            raise Forbidden("this account is deactivated", code="account_deactivated")
+
+        async def open_session(tx: Tx) -> dict[str, Any]:
+            return await self._open_session(tx, row["id"], row["bipupu_id"])
+
+        tokens = await self.db.write(open_session)
+        return {"bipupu_id": row["bipupu_id"], "username": row["username"], "nickname": row["nickname"], **tokens}
+
+    async def refresh(self, token: Any) -> dict[str, Any]:
+        """Rotate a refresh token; presenting an already-rotated one revokes its whole session."""
+        if not isinstance(token, str):
+            raise Invalid("refresh_token must be a string", field="refresh_token")
+        claims = self.signer.verify(token, REFRESH)
+        token_hash = digest(token)
+        now = self.clock.time()
+
+        async def rotate(tx: Tx) -> tuple[str, dict[str, Any]]:
+            row = await sessions.refresh_token(tx, token_hash)
+            if row is None or row["session_id"] != claims.sid:
+                return "unknown", {}
+            if row["revoked_at"] is not None:
+                return "revoked", {}
+            if not await sessions.mark_rotated(tx, token_hash, int(now)):
+                await sessions.revoke(tx, claims.sid, now_text=rfc3339(now), why="refresh token reused")
+                return "reused", {}
+            if not row["is_active"]:
+                return "deactivated", {}
+            new_refresh, new_exp = self.signer.refresh(claims.sid)
+            await sessions.add_refresh_token(tx, token_hash=digest(new_refresh), session_id=claims.sid,
+                                             issued_ts=int(now), expires_ts=new_exp)
+            await sessions.touch(tx, claims.sid, now_text=rfc3339(now), expires_ts=new_exp)
+            await sessions.delete_lapsed_tokens(tx, int(now))
+            return "ok", self._token_pair(row["bipupu_id"], claims.sid, new_refresh)
+
+        # The reuse revocation must be committed, so outcomes are returned rather than raised.
+        outcome, pair = await self.db.write(rotate)
+        if outcome == "unknown":
+            raise Unauthorized("the refresh token is not valid", code="invalid_token")
+        if outcome == "revoked":
+            raise Unauthorized("this login has been signed out", code="token_revoked")
+        if outcome == "reused":
+            raise Unauthorized("this refresh token was already used; the login has been signed out for safety",
+                               code="refresh_token_reused")
+        if outcome == "deactivated":
+            raise Forbidden("this account is deactivated", code="account_deactivated")
+        return pair
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """Who an access token speaks for; the session must be live and the account active."""
+        claims = self.signer.verify(access_token, ACCESS)
+        row = await sessions.for_access(self.db, claims.sid)
+        if row is None or row["bipupu_id"] != claims.sub:
+            raise Unauthorized("the token is not valid", code="invalid_token")
+        if row["revoked_at"] is not None:
+            raise Unauthorized("this login has been signed out", code="token_revoked")
+        if not row["is_active"]:
+            raise Forbidden("this account is deactivated", code="account_deactivated")
+        return Principal(user_id=row["user_id"], bipupu_id=row["bipupu_id"],
+                         session_id=claims.sid, is_admin=bool(row["is_admin"]))
+
+    async def logout(self, principal: Principal | None, refresh_token: Any, everywhere: bool) -> list[str]:
+        """End one login (the token's), or all of the user's; returns the ended session ids."""
+        if refresh_token is not None:
+            if not isinstance(refresh_token, str):
+                raise Invalid("refresh_token must be a string", field="refresh_token")
+            claims = self.signer.verify(refresh_token, REFRESH)
+            row = await self.db.fetchone(
+                "SELECT s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
+                (digest(refresh_token),))
+            if row is None or (principal is not None and row["user_id"] != principal.user_id):
+                raise Unauthorized("the refresh token is not valid", code="invalid_token")
+            user_id, session_id = row["user_id"], claims.sid
+        elif principal is not None:
+            user_id, session_id = principal.user_id, principal.session_id
+        else:
+            raise Unauthorized("log out needs an access token or a refresh_token", code="missing_token")
+        now_text = rfc3339(self.clock.time())
+
+        async def revoke(tx: Tx) -> list[str]:
+            if everywhere:
+                return await sessions.revoke_all(tx, user_id, now_text=now_text, why="logged out everywhere")
+            changed = await sessions.revoke(tx, session_id, now_text=now_text, why="logged out")
+            return [session_id] if changed else []
+
+        return await self.db.write(revoke)
+
+    # profile
+
+    async def me(self, principal: Principal) -> dict[str, Any]:
+        row = await users.by_id(self.db, principal.user_id)
+        if row is None:
+            raise NotFound("account not found", code="user_not_found")
+        return me_view(row)
+
+    async def update_me(self, principal: Principal, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply a partial profile update (already validated by PROFILE_RULES)."""
+        async def update(tx: Tx) -> None:
+            await users.update_profile(tx, principal.user_id, changes)
+
+        await self.db.write(update)
+        return await self.me(principal)
+
+    async def change_password(self, principal: Principal, old: Any, new: Any) -> list[str]:
+        """Change the caller's password; every other session is signed out. Returns those ids."""
+        if not isinstance(old, str):
+            raise Invalid("old_password must be a string", field="old_password")
+        new = check_password(new, "new_password")
+        row = await users.by_id(self.db, principal.user_id)
+        if row is None or not await self.hasher.verify(old, row["password_hash"]):
+            raise Forbidden("old_password is wrong", code="wrong_password")
+        return await self._set_password(principal.user_id, new, keep_session=principal.session_id)
+
+    async def reset_password(self, username: str, new: Any) -> list[str]:
+        """Set a user's password (operator/admin action); every session of the user is signed out."""
+        new = check_password(new)
+        row = await users.by_username_key(self.db, username_key(username))
+        if row is None:
+            raise NotFound(f"no user named {username!r}", code="user_not_found")
+        return await self._set_password(row["id"], new, keep_session=None)
+
+    async def _set_password(self, user_id: str, password: str, *, keep_session: str | None) -> list[str]:
+        password_hash = await self.hasher.hash(password)
+        now_text = rfc3339(self.clock.time())
+
+        async def update(tx: Tx) -> list[str]:
+            await users.set_password_hash(tx, user_id, password_hash)
+            return await sessions.revoke_all(tx, user_id, now_text=now_text, why="password changed", keep=keep_session)
+
+        return await self.db.write(update)
+
+    async def public_card(self, bipupu_id: str) -> dict[str, Any]:
+        row = await users.by_bipupu_id(self.db, bipupu_id) if _looks_like_bipupu_id(bipupu_id) else None
+        if row is None or not row["is_active"]:
+            raise NotFound("no such user", code="user_not_found")
+        return card_view(row)
+
+
+def _looks_like_bipupu_id(value: str) -> bool:
+    return len(value) == 8 and value.isascii() and value.isdigit()

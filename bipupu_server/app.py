@@ -1,0 +1,84 @@
+"""The app factory: middlewares, routes and cleanup contexts — wiring only."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from . import keys
+from .accounts import Accounts, PasswordHasher
+from .clock import Clock, SystemClock
+from .config import Config
+from .store.db import Database
+from .web import auth, health, me, openapi
+from .web.middleware import error_middleware
+
+log = logging.getLogger(__name__)
+
+BCRYPT_THREADS = 2  # bcrypt is CPU-bound: more threads than cores only queues work elsewhere
+
+# (method, path, handler); the OpenAPI document must describe exactly these (tests/test_openapi.py).
+ROUTES = [
+    ("POST", "/auth/register", auth.register),
+    ("POST", "/auth/login", auth.login),
+    ("POST", "/auth/refresh", auth.refresh),
+    ("POST", "/auth/logout", auth.logout),
+    ("GET", "/me", me.get_me),
+    ("PUT", "/me", me.put_me),
+    ("PUT", "/me/password", me.put_password),
+    ("GET", "/users/{bipupu_id}", me.get_user),
+    ("GET", "/health", health.health),
+    ("GET", "/openapi.json", openapi.openapi),
+]
+
+
+@asynccontextmanager
+async def open_accounts(config: Config, clock: Clock) -> AsyncIterator[tuple[Database, Accounts]]:
+    """Open the database (migrating it), bootstrap the first admin, and close everything after."""
+    executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
+    db = Database(config.db_path)
+    try:
+        await db.open()
+        try:
+            accounts = Accounts(db, clock, config, PasswordHasher(config.bcrypt_cost, executor))
+            generated = await accounts.bootstrap_admin(config.admin_username, config.admin_password)
+            if generated is not None:
+                announce_admin_password(config.admin_username, generated)
+            yield db, accounts
+        finally:
+            await db.close()
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def announce_admin_password(username: str, password: str) -> None:
+    """Show the generated admin password once, on the console only (never in the log)."""
+    rule = "=" * 64
+    print(f"{rule}\nFirst start: created the admin account {username!r} (bipupu_id 00000001).\n"
+          f"Its password, shown only this once: {password}\n"
+          f"Log in and change it (PUT /me/password), or set BIPUPU_ADMIN_PASSWORD before first start.\n{rule}",
+          file=sys.stdout, flush=True)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_accounts(app[keys.config], app[keys.clock]) as (db, accounts):
+        app[keys.db] = db
+        app[keys.accounts] = accounts
+        yield
+
+
+def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
+    """Build the application; used by run.py and by every test."""
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
+    app[keys.config] = config
+    app[keys.clock] = clock or SystemClock()
+    app[keys.started_at] = app[keys.clock].monotonic()
+    app.cleanup_ctx.append(database_ctx)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

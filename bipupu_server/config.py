@@ -1,0 +1,169 @@
+"""Settings from command-line flags and BIPUPU_* environment variables (flags win)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is one line meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` events per `window_s` seconds for one key."""
+
+    count: int
+    window_s: float
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> "Limit":
+        try:
+            count, window = text.split("/")
+            limit = cls(int(count), float(window))
+        except ValueError:
+            raise ConfigError(f"{name} must look like COUNT/SECONDS, e.g. 10/900, not {text!r}") from None
+        if limit.count < 1 or limit.window_s <= 0:
+            raise ConfigError(f"{name} needs a positive count and window, not {text!r}")
+        return limit
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server needs to start; built once, never mutated."""
+
+    data_dir: Path
+    secret_key: str
+    host: str = "0.0.0.0"
+    port: int = 8080
+    admin_username: str = "admin"
+    admin_password: str | None = None
+    registration: str = "open"
+    rate_limit: bool = True
+    bcrypt_cost: int = 12
+    timezone: str | None = None
+    ble_device: str | None = None
+    ble_owner: str | None = None
+    access_ttl_s: int = 3600
+    refresh_ttl_s: int = 30 * 24 * 3600
+    login_fail_limit: Limit = field(default_factory=lambda: Limit(10, 15 * 60))
+    login_addr_limit: Limit = field(default_factory=lambda: Limit(30, 60))
+    register_addr_limit: Limit = field(default_factory=lambda: Limit(10, 3600))
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "bipupu.db"
+
+
+SECRET_FILE = "secret_key"
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data dir (0700) if needed and prove it is a writable directory."""
+    path = path.expanduser().resolve()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"data dir {path} is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {path}: {exc.strerror}") from None
+    if not path.is_dir():
+        raise ConfigError(f"data dir {path} is not a directory")
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data dir {path} is not writable: {exc.strerror}") from None
+    return path
+
+
+def load_secret_key(data_dir: Path) -> str:
+    """Read the secret key kept in the data dir, creating it (mode 0600) on first start."""
+    key_path = data_dir / SECRET_FILE
+    try:
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            key = key_path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {key_path}: {exc.strerror}") from None
+        if len(key) < 32:
+            raise ConfigError(f"{key_path} holds no usable key (too short); delete it to generate a new one")
+        return key
+    except OSError as exc:
+        raise ConfigError(f"cannot create {key_path}: {exc.strerror}") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def _int(name: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {text!r}")
+    return value
+
+
+def from_environment(
+    env: Mapping[str, str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: str | None = None,
+) -> Config:
+    """Build the Config from the environment and the flags; prepares the data dir and secret key."""
+    get = lambda name, default=None: env.get(name) or default  # noqa: E731  empty means unset
+    port_value = port if port is not None else _int("BIPUPU_PORT", get("BIPUPU_PORT", "8080"), 0, 65535)
+    if not 0 <= port_value <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, not {port_value}")
+    directory = prepare_data_dir(Path(data_dir or get("BIPUPU_DATA_DIR", "./data")))
+    secret = get("BIPUPU_SECRET_KEY")
+    if secret is not None and len(secret) < 16:
+        raise ConfigError("BIPUPU_SECRET_KEY must be at least 16 characters")
+    tz = get("BIPUPU_TIMEZONE")
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"BIPUPU_TIMEZONE {tz!r} is not a known time zone") from None
+    ble_owner = get("BIPUPU_BLE_OWNER")
+    if ble_owner is not None and not (len(ble_owner) == 8 and ble_owner.isascii() and ble_owner.isdigit()):
+        raise ConfigError(f"BIPUPU_BLE_OWNER must be an 8-digit bipupu_id, not {ble_owner!r}")
+    limit = lambda name, default: Limit.parse(name, get(name, default))  # noqa: E731
+    return Config(
+        data_dir=directory,
+        secret_key=secret or load_secret_key(directory),
+        host=host or get("BIPUPU_HOST", "0.0.0.0"),
+        port=port_value,
+        admin_username=get("BIPUPU_ADMIN_USERNAME", "admin"),
+        admin_password=get("BIPUPU_ADMIN_PASSWORD"),
+        registration=_choice("BIPUPU_REGISTRATION", get("BIPUPU_REGISTRATION", "open"), ("open", "closed")),
+        rate_limit=_choice("BIPUPU_RATE_LIMIT", get("BIPUPU_RATE_LIMIT", "on"), ("on", "off")) == "on",
+        bcrypt_cost=_int("BIPUPU_BCRYPT_COST", get("BIPUPU_BCRYPT_COST", "12"), 4, 15),
+        timezone=tz,
+        ble_device=get("BIPUPU_BLE_DEVICE"),
+        ble_owner=ble_owner,
+        access_ttl_s=_int("BIPUPU_ACCESS_TTL", get("BIPUPU_ACCESS_TTL", "3600"), 60, 7 * 24 * 3600),
+        refresh_ttl_s=_int("BIPUPU_REFRESH_TTL", get("BIPUPU_REFRESH_TTL", str(30 * 24 * 3600)), 3600, 365 * 24 * 3600),
+        login_fail_limit=limit("BIPUPU_LIMIT_LOGIN_FAILURES", "10/900"),
+        login_addr_limit=limit("BIPUPU_LIMIT_LOGIN_ADDRESS", "30/60"),
+        register_addr_limit=limit("BIPUPU_LIMIT_REGISTER_ADDRESS", "10/3600"),
+    )

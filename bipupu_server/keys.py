@@ -1,0 +1,16 @@
+"""Typed application state: every web.AppKey of the server, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .accounts import Accounts
+from .clock import Clock
+from .config import Config
+from .store.db import Database
+
+config = web.AppKey("config", Config)
+clock = web.AppKey("clock", Clock)
+db = web.AppKey("db", Database)
+accounts = web.AppKey("accounts", Accounts)
+started_at = web.AppKey("started_at", float)  # clock.monotonic() at start-up

@@ -1,0 +1,1 @@
+"""The HTTP edge: parse and validate requests, call the domain, shape responses."""

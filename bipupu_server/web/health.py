@@ -1,0 +1,31 @@
+"""GET /health: is the server up and its database usable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from aiohttp import web
+
+from .. import __version__, keys
+from ..store.db import DatabaseError
+from .responses import json_response
+
+PROBE_TIMEOUT_S = 2.0
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    report = {
+        "status": "ok",
+        "db": "ok",
+        "version": __version__,
+        "uptime_s": round(app[keys.clock].monotonic() - app[keys.started_at], 1),
+    }
+    try:
+        await asyncio.wait_for(app[keys.db].fetchone("SELECT count(*) FROM sqlite_master"), PROBE_TIMEOUT_S)
+    except (sqlite3.Error, DatabaseError, asyncio.TimeoutError):
+        report.update(status="unavailable", db="unavailable",
+                      error={"code": "database_unavailable", "message": "the database is unavailable"})
+        return json_response(report, status=503, headers={"Retry-After": "5"})
+    return json_response(report)

@@ -1,0 +1,38 @@
+"""GET/PUT /me, PUT /me/password, GET /users/{bipupu_id}."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import keys
+from ..accounts import IMMUTABLE_FIELDS, PROFILE_RULES
+from ..errors import Invalid
+from .responses import json_body, json_response, principal, required
+
+
+async def get_me(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    return json_response(await request.app[keys.accounts].me(caller))
+
+
+async def put_me(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    body = await json_body(request, (*PROFILE_RULES, *IMMUTABLE_FIELDS))
+    for name in IMMUTABLE_FIELDS:
+        if name in body:
+            raise Invalid(f"{name} cannot be changed", code="immutable_field", field=name)
+    changes = {name: PROFILE_RULES[name](value) for name, value in body.items()}
+    return json_response(await request.app[keys.accounts].update_me(caller, changes))
+
+
+async def put_password(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    body = await json_body(request, ("old_password", "new_password"))
+    await request.app[keys.accounts].change_password(
+        caller, required(body, "old_password"), required(body, "new_password"))
+    return web.Response(status=204)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    await principal(request)
+    return json_response(await request.app[keys.accounts].public_card(request.match_info["bipupu_id"]))

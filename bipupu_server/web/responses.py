@@ -1,0 +1,78 @@
+"""JSON responses and request bodies, shared by every handler."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import orjson
+from aiohttp import web
+
+from ..errors import BadRequest, Invalid, PayloadTooLarge, Unauthorized
+from .. import keys
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers, content_type="application/json")
+
+
+def error_response(status: int, body: dict, headers: Mapping[str, str] | None = None) -> web.Response:
+    return json_response(body, status, headers)
+
+
+async def json_body(request: web.Request, allowed: Iterable[str], *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object, refusing bodies that are too large, malformed or carry unknown keys."""
+    limit = request.app[keys.config].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request bodies are limited to {limit // 1024} KiB")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request bodies are limited to {limit // 1024} KiB") from None
+    if not raw.strip() and optional:
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object", code="malformed_json")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise Invalid(f"unknown field {unknown[0]!r}", code="unknown_field", field=unknown[0])
+    return data
+
+
+def required(data: Mapping[str, Any], name: str) -> Any:
+    if name not in data:
+        raise Invalid(f"{name} is required", code="missing_field", field=name)
+    return data[name]
+
+
+def optional_bool(data: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise Invalid(f"{name} must be true or false", field=name)
+    return value
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token from `Authorization: Bearer …`, or None when the header is absent."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use 'Authorization: Bearer <access_token>'", code="invalid_token")
+    return token.strip()
+
+
+async def principal(request: web.Request):
+    """The authenticated caller; 401 without a valid access token."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("this needs 'Authorization: Bearer <access_token>'", code="missing_token")
+    return await request.app[keys.accounts].authenticate(token)
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"

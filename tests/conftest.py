@@ -1,0 +1,101 @@
+"""Shared fixtures: a real app on a real SQLite file in a temp dir, with an injected clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from bipupu_server.app import init_app
+from bipupu_server.config import Config
+
+PASSWORD = "correct horse"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+class FakeClock:
+    """Time that moves only when a test says so; `set_wall` jumps the wall clock alone."""
+
+    def __init__(self, start: float = 1_790_000_000.0):
+        self.wall = start
+        self.mono = 1000.0
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+    def set_wall(self, value: float) -> None:
+        self.wall = value
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """Config for a test server: its own data dir, cheap bcrypt, known admin password."""
+    def make(**overrides: Any) -> Config:
+        base = Config(data_dir=tmp_path / "data", secret_key="test-secret-key-0123456789abcdef",
+                      bcrypt_cost=4, admin_password=ADMIN_PASSWORD)
+        base.data_dir.mkdir(exist_ok=True)
+        return replace(base, **overrides)
+    return make
+
+
+@pytest.fixture
+def make_client(aiohttp_client, make_config, clock) -> Callable[..., Awaitable[Any]]:
+    """Start a server with config overrides and return a test client for it."""
+    async def make(**overrides: Any):
+        return await aiohttp_client(init_app(make_config(**overrides), clock=clock))
+    return make
+
+
+@pytest.fixture
+async def client(make_client):
+    return await make_client()
+
+
+async def register(client, username: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    """Register an account and return the response body (with tokens); fails the test if refused."""
+    resp = await client.post("/auth/register", json={"username": username, "password": password, **extra})
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+def bearer(account: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account['access_token']}"}
+
+
+async def assert_error(resp, status: int, code: str, field: str | None = None) -> dict[str, Any]:
+    """The response is the one error shape with this status and code (and field, when given)."""
+    assert resp.status == status, f"{resp.status} {await resp.text()}"
+    assert resp.content_type == "application/json"
+    body = await resp.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) <= {"code", "message", "field"}
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    if field is not None:
+        assert error.get("field") == field, error
+    return error
+
+
+@pytest.fixture
+async def alice(client) -> dict[str, Any]:
+    return await register(client, "alice")
+
+
+@pytest.fixture
+async def bob(client) -> dict[str, Any]:
+    return await register(client, "bob")
