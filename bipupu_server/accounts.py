@@ -77,7 +77,8 @@ def check_password(raw: Any, field: str = "password") -> str:
     return raw
 
 
-def _check_text(raw: Any, field: str, max_chars: int) -> str:
+def check_text(raw: Any, field: str, max_chars: int) -> str:
+    """A trimmed single-line text of 1 to max_chars characters."""
     if not isinstance(raw, str):
         raise Invalid(f"{field} must be a string", field=field)
     text = raw.strip()
@@ -89,7 +90,7 @@ def _check_text(raw: Any, field: str, max_chars: int) -> str:
 
 
 def check_nickname(raw: Any) -> str:
-    return _check_text(raw, "nickname", NICKNAME_MAX)
+    return check_text(raw, "nickname", NICKNAME_MAX)
 
 
 def check_avatar_url(raw: Any) -> str | None:
@@ -336,11 +337,11 @@ class Accounts:
                 return "unknown", {}
             if row["revoked_at"] is not None:
                 return "revoked", {}
+            if row["rotated_ts"] is None and not row["is_active"]:  # refused, but the token stays unspent
+                return "deactivated", {}
             if not await sessions.mark_rotated(tx, token_hash, int(now)):
                 await sessions.revoke(tx, claims.sid, now_text=rfc3339(now), why="refresh token reused")
                 return "reused", {}
-            if not row["is_active"]:
-                return "deactivated", {}
             new_refresh, new_exp = self.signer.refresh(claims.sid)
             await sessions.add_refresh_token(tx, token_hash=digest(new_refresh), session_id=claims.sid,
                                              issued_ts=int(now), expires_ts=new_exp)

@@ -87,10 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(config: Config) -> int:
     app = init_app(config, clock=SystemClock())
-    log.info("bipupu-server %s on http://%s:%d, data in %s", __version__, config.host, config.port, config.data_dir)
+
+    def listening(_: str) -> None:  # run_app calls this once the socket is bound, not before
+        log.info("bipupu-server %s on http://%s:%d, data in %s", __version__, config.host, config.port,
+                 config.data_dir)
+
     try:
         web.run_app(app, host=config.host, port=config.port, access_log_class=RedactingAccessLogger,
-                    print=None, shutdown_timeout=10)
+                    print=listening, shutdown_timeout=10)
     except OSError as exc:
         raise Failure(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     log.info("stopped cleanly")

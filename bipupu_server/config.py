@@ -105,6 +105,20 @@ def load_secret_key(data_dir: Path) -> str:
     return key
 
 
+def _check_admin(username: str, password: str | None) -> None:
+    """The first admin's credentials follow the same rules as everyone's; refuse them before any work."""
+    from .accounts import check_password, check_username  # accounts depends on this module
+    from .errors import Invalid
+
+    try:
+        check_username(username)
+        if password is not None:
+            check_password(password)
+    except Invalid as exc:
+        source = "BIPUPU_ADMIN_USERNAME" if exc.field == "username" else "BIPUPU_ADMIN_PASSWORD"
+        raise ConfigError(f"{source}: {exc.message}") from None
+
+
 def _int(name: str, text: str, low: int, high: int) -> int:
     try:
         value = int(text)
@@ -148,13 +162,15 @@ def from_environment(
     if ble_owner is not None and not (len(ble_owner) == 8 and ble_owner.isascii() and ble_owner.isdigit()):
         raise ConfigError(f"BIPUPU_BLE_OWNER must be an 8-digit bipupu_id, not {ble_owner!r}")
     limit = lambda name, default: Limit.parse(name, get(name, default))  # noqa: E731
+    admin_username, admin_password = get("BIPUPU_ADMIN_USERNAME", "admin"), get("BIPUPU_ADMIN_PASSWORD")
+    _check_admin(admin_username, admin_password)
     return Config(
         data_dir=directory,
         secret_key=secret or load_secret_key(directory),
         host=host or get("BIPUPU_HOST", "0.0.0.0"),
         port=port_value,
-        admin_username=get("BIPUPU_ADMIN_USERNAME", "admin"),
-        admin_password=get("BIPUPU_ADMIN_PASSWORD"),
+        admin_username=admin_username,
+        admin_password=admin_password,
         registration=_choice("BIPUPU_REGISTRATION", get("BIPUPU_REGISTRATION", "open"), ("open", "closed")),
         rate_limit=_choice("BIPUPU_RATE_LIMIT", get("BIPUPU_RATE_LIMIT", "on"), ("on", "off")) == "on",
         bcrypt_cost=_int("BIPUPU_BCRYPT_COST", get("BIPUPU_BCRYPT_COST", "12"), 4, 15),
