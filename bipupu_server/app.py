@@ -14,8 +14,13 @@ from . import keys
 from .accounts import Accounts, PasswordHasher
 from .clock import Clock, SystemClock
 from .config import Config
+from .contacts import Contacts
+from .hub import Hub
+from .ids import MessageIds
+from .mailbox import Mailbox
+from .store import messages
 from .store.db import Database
-from .web import auth, health, me, openapi
+from .web import auth, contacts, health, me, messages as messages_web, openapi, ws
 from .web.middleware import error_middleware
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,18 @@ ROUTES = [
     ("PUT", "/me", me.put_me),
     ("PUT", "/me/password", me.put_password),
     ("GET", "/users/{bipupu_id}", me.get_user),
+    ("POST", "/messages", messages_web.send),
+    ("GET", "/messages", messages_web.mailbox),
+    ("GET", "/messages/{message_id}", messages_web.get_message),
+    ("DELETE", "/messages/{message_id}", messages_web.delete_message),
+    ("POST", "/contacts", contacts.add_contact),
+    ("GET", "/contacts", contacts.list_contacts),
+    ("PUT", "/contacts/{contact_id}", contacts.rename_contact),
+    ("DELETE", "/contacts/{contact_id}", contacts.remove_contact),
+    ("POST", "/blocks", contacts.add_block),
+    ("GET", "/blocks", contacts.list_blocks),
+    ("DELETE", "/blocks/{blocked_id}", contacts.remove_block),
+    ("GET", "/ws", ws.websocket),
     ("GET", "/health", health.health),
     ("GET", "/openapi.json", openapi.openapi),
 ]
@@ -72,13 +89,29 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def mailbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Postcards need the database open: message ids continue after the newest stored one."""
+    db, clock = app[keys.db], app[keys.clock]
+    ids = MessageIds(clock, await messages.newest_id(db))
+    app[keys.mailbox] = Mailbox(db, clock, app[keys.hub], ids, app[keys.config])
+    app[keys.contacts] = Contacts(db, clock)
+    yield
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown, before handlers are awaited: every socket is told 1001 and its handler ends."""
+    await app[keys.hub].close_all()
+
+
 def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     """Build the application; used by run.py and by every test."""
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[keys.config] = config
     app[keys.clock] = clock or SystemClock()
     app[keys.started_at] = app[keys.clock].monotonic()
-    app.cleanup_ctx.append(database_ctx)
+    app[keys.hub] = Hub(max_per_user=config.ws_max_per_user, queue_size=config.ws_queue_size)
+    app.cleanup_ctx.extend([database_ctx, mailbox_ctx])
+    app.on_shutdown.append(close_sockets)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -54,7 +54,14 @@ class Config:
     login_fail_limit: Limit = field(default_factory=lambda: Limit(10, 15 * 60))
     login_addr_limit: Limit = field(default_factory=lambda: Limit(30, 60))
     register_addr_limit: Limit = field(default_factory=lambda: Limit(10, 3600))
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 64 * 1024  # JSON bodies and WebSocket frames
+    send_burst: int = 30  # postcards a sender may send at once, then one per send_refill_s
+    send_refill_s: float = 2.0
+    stranger_daily_limit: int = 5  # cards a day to someone who has not made you a contact
+    ws_auth_timeout_s: float = 10.0
+    ws_idle_timeout_s: float = 90.0
+    ws_max_per_user: int = 5
+    ws_queue_size: int = 256  # frames waiting for a slow reader before it is closed (4009)
 
     @property
     def db_path(self) -> Path:

@@ -7,6 +7,9 @@ from aiohttp import web
 from .accounts import Accounts
 from .clock import Clock
 from .config import Config
+from .contacts import Contacts
+from .hub import Hub
+from .mailbox import Mailbox
 from .store.db import Database
 
 config = web.AppKey("config", Config)
@@ -14,3 +17,6 @@ clock = web.AppKey("clock", Clock)
 db = web.AppKey("db", Database)
 accounts = web.AppKey("accounts", Accounts)
 started_at = web.AppKey("started_at", float)  # clock.monotonic() at start-up
+hub = web.AppKey("hub", Hub)
+mailbox = web.AppKey("mailbox", Mailbox)
+contacts = web.AppKey("contacts", Contacts)

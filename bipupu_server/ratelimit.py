@@ -59,3 +59,29 @@ class SlidingWindow:
             del self._events[key]
             return None
         return events
+
+
+class TokenBucket:
+    """Bursts of up to `burst` events per key, refilled one every `refill_s` seconds."""
+
+    def __init__(self, burst: int, refill_s: float, clock: Clock, *, enabled: bool = True):
+        self.burst = burst
+        self.refill_s = refill_s
+        self._clock = clock
+        self.enabled = enabled
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at monotonic)
+
+    def take(self, key: str) -> float | None:
+        """Spend one token; None if there was one, else the seconds until there will be."""
+        if not self.enabled:
+            return None
+        now = self._clock.monotonic()
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) / self.refill_s)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) * self.refill_s
+        if len(self._buckets) >= MAX_KEYS and key not in self._buckets:
+            del self._buckets[next(iter(self._buckets))]
+        self._buckets[key] = (tokens - 1.0, now)
+        return None

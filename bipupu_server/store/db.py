@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
 
 import aiosqlite
 
@@ -15,10 +15,47 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # version -> SQL that upgrades a database from version-1 to version. schema.sql is always the
 # result of applying all of them; add the change to both.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    2: """-- Postcards. A row is one card; each side's mailbox shows it while its flag is 1. A card
+-- silently dropped (block, contacts_only privacy) is stored for the sender only.
+CREATE TABLE messages (
+    id             TEXT NOT NULL PRIMARY KEY,   -- UUIDv7: string order = acceptance order
+    sender_id      TEXT NOT NULL,               -- a bipupu_id or a service id
+    receiver_id    TEXT NOT NULL,               -- a bipupu_id or a service id
+    content        TEXT NOT NULL,
+    msg_type       TEXT NOT NULL
+                   CHECK (msg_type IN ('USER_POSTCARD', 'VOICE_TRANSCRIPT', 'COSMIC_BROADCAST')),
+    pattern        TEXT NOT NULL DEFAULT '{}',  -- JSON object
+    created_at     TEXT NOT NULL,
+    client_msg_id  TEXT,                        -- the sender's idempotency key
+    in_inbox       INTEGER NOT NULL DEFAULT 1 CHECK (in_inbox IN (0, 1)),
+    in_outbox      INTEGER NOT NULL DEFAULT 1 CHECK (in_outbox IN (0, 1)),
+    dropped        INTEGER NOT NULL DEFAULT 0 CHECK (dropped IN (0, 1))
+) STRICT, WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_by_client_id ON messages (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
+CREATE INDEX messages_by_receiver ON messages (receiver_id, id);
+CREATE INDEX messages_by_sender ON messages (sender_id, id);
+CREATE INDEX messages_by_pair ON messages (sender_id, receiver_id, id);
+
+CREATE TABLE trusted_contacts (
+    owner_id    TEXT NOT NULL REFERENCES users (bipupu_id),
+    contact_id  TEXT NOT NULL REFERENCES users (bipupu_id),
+    alias       TEXT,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (owner_id, contact_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE user_blocks (
+    blocker_id  TEXT NOT NULL REFERENCES users (bipupu_id),
+    blocked_id  TEXT NOT NULL REFERENCES users (bipupu_id),
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (blocker_id, blocked_id)
+) STRICT, WITHOUT ROWID;
+""",
+}
 
 BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 256
@@ -57,20 +94,20 @@ class Tx:
     def __init__(self, conn: aiosqlite.Connection):
         self._conn = conn
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+    async def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        cursor = await self._conn.execute(sql, tuple(params))
+        cursor = await self._conn.execute(sql, _params(params))
         return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         await self._conn.executemany(sql, [tuple(r) for r in rows])
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
-        rows = await self._conn.execute_fetchall(sql, tuple(params))
+    async def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
+        rows = await self._conn.execute_fetchall(sql, _params(params))
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return list(await self._conn.execute_fetchall(sql, tuple(params)))
+    async def fetchall(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        return list(await self._conn.execute_fetchall(sql, _params(params)))
 
 
 WriteJob = Callable[[Tx], Awaitable[T]]
@@ -155,12 +192,12 @@ class Database:
 
     # Reads: on their own connection, seeing only committed data.
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
-        rows = await self._reading().execute_fetchall(sql, tuple(params))
+    async def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
+        rows = await self._reading().execute_fetchall(sql, _params(params))
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return list(await self._reading().execute_fetchall(sql, tuple(params)))
+    async def fetchall(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        return list(await self._reading().execute_fetchall(sql, _params(params)))
 
     def _reading(self) -> aiosqlite.Connection:
         if self._reader is None:
@@ -230,6 +267,11 @@ class Database:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+def _params(params: Iterable[Any] | Mapping[str, Any]) -> tuple | Mapping[str, Any]:
+    """Positional parameters as a tuple; named ones (a mapping) as they are."""
+    return params if isinstance(params, Mapping) else tuple(params)
 
 
 def _settle_all(batch: list[tuple[WriteJob, asyncio.Future]], exc: BaseException) -> None:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import AppError
+from ..hub import SIGNED_OUT
 from .responses import (bearer_token, client_address, json_body, json_response, optional_bool,
                         principal, required)
 
@@ -41,5 +42,6 @@ async def logout(request: web.Request) -> web.Response:
         except AppError:
             if refresh_token is None:  # with a refresh token, an expired access token may still log out
                 raise
-    await request.app[keys.accounts].logout(caller, refresh_token, everywhere)
+    ended = await request.app[keys.accounts].logout(caller, refresh_token, everywhere)
+    request.app[keys.hub].close_sessions(ended, SIGNED_OUT, "signed out")
     return web.Response(status=204)

@@ -7,6 +7,7 @@ from aiohttp import web
 from .. import keys
 from ..accounts import IMMUTABLE_FIELDS, PROFILE_RULES
 from ..errors import Invalid
+from ..hub import SIGNED_OUT
 from .responses import json_body, json_response, principal, required
 
 
@@ -28,8 +29,9 @@ async def put_me(request: web.Request) -> web.Response:
 async def put_password(request: web.Request) -> web.Response:
     caller = await principal(request)
     body = await json_body(request, ("old_password", "new_password"))
-    await request.app[keys.accounts].change_password(
+    ended = await request.app[keys.accounts].change_password(
         caller, required(body, "old_password"), required(body, "new_password"))
+    request.app[keys.hub].close_sessions(ended, SIGNED_OUT, "password changed")
     return web.Response(status=204)
 
 

@@ -9,6 +9,9 @@ from aiohttp import web
 from .. import __version__
 from ..accounts import (AVATAR_URL_MAX, NICKNAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES, PRIVACY_CHOICES,
                         USERNAME_MAX, USERNAME_MIN)
+from ..contacts import ALIAS_MAX
+from ..mailbox import (CLIENT_MSG_ID_MAX, CONTENT_MAX, EFFECTS, FONTS, LIMIT_DEFAULT, LIMIT_MAX, MSG_TYPES,
+                       USER_MSG_TYPES)
 from .responses import json_response
 
 
@@ -36,11 +39,12 @@ ERROR_MEANINGS = {
     401: "Missing, invalid, expired, revoked or wrong-type token; or wrong credentials.",
     403: "Forbidden (e.g. registration_closed, account_deactivated, wrong_password).",
     404: "Not found.",
-    409: "Conflict (e.g. username_taken).",
+    409: "Conflict (e.g. username_taken, contact_exists, block_exists).",
     413: "JSON body over 64 KiB.",
     422: "Validation failed; `field` names the field (codes: missing_field, unknown_field, invalid_field, "
          "immutable_field, password_too_short, password_too_long, username_all_digits).",
-    429: "Rate limited; `Retry-After` says how many seconds to wait.",
+    429: "Rate limited (rate_limited, too_many_attempts, stranger_quota_exceeded); `Retry-After` says how many "
+         "seconds to wait.",
     503: "Database unavailable (or bipupu_id space exhausted); retry later.",
 }
 
@@ -141,24 +145,122 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+MESSAGE_ID = {"type": "string", "format": "uuid", "description": "UUIDv7; string order is acceptance order."}
+ADDRESS = {"type": "string", "pattern": "^([0-9]{8}|[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+)$",
+           "description": "A bipupu_id or a service id such as cosmic.fortune."}
+SHORT_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,31}$"}
+ALIAS = {"type": ["string", "null"], "maxLength": ALIAS_MAX}
+
+SCHEMAS.update({
+    "Pattern": {
+        "type": "object", "additionalProperties": False,
+        "description": "How the pupu device shows the card; at most 512 bytes as JSON.",
+        "properties": {
+            "led_color": {"type": "string", "pattern": "^#[0-9A-Fa-f]{6}$"},
+            "effect": {"type": "string", "enum": list(EFFECTS)},
+            "font": {"type": "string", "enum": list(FONTS)},
+            "screensaver": SHORT_NAME,
+            "duration_s": {"type": "integer", "minimum": 1, "maximum": 60},
+            "vibrate": {"type": "boolean"},
+            "sound": SHORT_NAME,
+        },
+    },
+    "SendMessage": {
+        "type": "object", "required": ["receiver_id", "content"], "additionalProperties": False,
+        "properties": {
+            "receiver_id": ADDRESS,
+            "content": {"type": "string", "minLength": 1,
+                        "description": f"1–{CONTENT_MAX} characters after trimming (longer: 422)."},
+            "msg_type": {"type": "string", "enum": list(USER_MSG_TYPES), "default": "USER_POSTCARD",
+                         "description": "COSMIC_BROADCAST is refused with 403 msg_type_not_allowed."},
+            "pattern": ref("Pattern"),
+            "client_msg_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_MSG_ID_MAX,
+                              "description": "Idempotency key per sender: resending returns the original (200)."},
+        },
+    },
+    "Message": {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "sender_id", "receiver_id", "content", "msg_type", "pattern", "created_at"],
+        "properties": {
+            "id": MESSAGE_ID, "sender_id": ADDRESS, "receiver_id": ADDRESS, "content": {"type": "string"},
+            "msg_type": {"type": "string", "enum": list(MSG_TYPES)}, "pattern": {"type": "object"},
+            "created_at": TIMESTAMP,
+        },
+    },
+    "MessagePage": {
+        "type": "object", "additionalProperties": False, "required": ["messages", "has_more"],
+        "properties": {"messages": {"type": "array", "items": ref("Message")}, "has_more": {"type": "boolean"}},
+    },
+    "ContactRequest": {
+        "type": "object", "required": ["contact_id"], "additionalProperties": False,
+        "properties": {"contact_id": BIPUPU_ID, "alias": ALIAS},
+    },
+    "AliasUpdate": {
+        "type": "object", "required": ["alias"], "additionalProperties": False, "properties": {"alias": ALIAS},
+    },
+    "Contact": {
+        "type": "object", "additionalProperties": False,
+        "required": ["contact_id", "alias", "nickname", "avatar_url", "created_at"],
+        "properties": {"contact_id": BIPUPU_ID, "alias": {"type": ["string", "null"]}, "nickname": {"type": "string"},
+                       "avatar_url": {"type": ["string", "null"]}, "created_at": TIMESTAMP},
+    },
+    "BlockRequest": {
+        "type": "object", "required": ["blocked_id"], "additionalProperties": False,
+        "properties": {"blocked_id": BIPUPU_ID},
+    },
+    "Block": {
+        "type": "object", "additionalProperties": False,
+        "required": ["blocked_id", "nickname", "avatar_url", "created_at"],
+        "properties": {"blocked_id": BIPUPU_ID, "nickname": {"type": "string"},
+                       "avatar_url": {"type": ["string", "null"]}, "created_at": TIMESTAMP},
+    },
+})
+
 SECURED = [{"bearer": []}]
+
+
+def path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": description}
+
+
+def query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def array_of(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"type": "array", "items": ref(schema)}}}}
+
+
+MESSAGE_ID_PARAM = path_param("message_id", "A message id from the caller's mailbox.")
+WS_PROTOCOL = """WebSocket upgrade for live pushes (reading and deleting stay in REST).
+Authenticate with `Authorization: Bearer`, `?token=` or a first frame
+`{"type":"auth","token":"…","since":"<last seen id>"}` within 10 s (`?since=` works with the first two).
+The server answers `{"type":"auth_ok","bipupu_id","server_time"}`; with `since` it replays missed
+messages oldest first (up to 500) then sends `{"type":"replay_done","count","has_more"}` (with has_more,
+page the rest with GET /messages?since=), then live `{"type":"new_message","payload":Message}` frames in
+id order. Send `{"type":"ping"}` every 30 s (answer `{"type":"pong"}`); 90 s of silence closes the socket.
+Bad JSON or unknown types get `{"type":"error","code":"bad_json"|"unknown_type"|"already_authenticated"}`.
+Close codes: 4001 bad/expired token or no auth in time, 4003 deactivated or signed out, 4008 replaced
+(at most 5 sockets per user), 4009 too slow (catch up with since), 1001 server shutting down,
+1009 frame over 64 KiB, 1000 idle."""
 
 PATHS: dict[str, dict[str, Any]] = {
     "/auth/register": {"post": {
         "summary": "Create an account (when registration is open) and log it in.",
-        "operationId": "register", "tags": ["auth"], "requestBody": body("RegisterRequest"),
+        "operationId": "register", "tags": ["auth"], "security": [], "requestBody": body("RegisterRequest"),
         "responses": {"201": ok("The new account with its first token pair.", "Account"),
                       **errors(400, 403, 409, 413, 422, 429, 503)},
     }},
     "/auth/login": {"post": {
         "summary": "Log in with username (matched after NFKC + casefold) and password.",
-        "operationId": "login", "tags": ["auth"], "requestBody": body("LoginRequest"),
+        "operationId": "login", "tags": ["auth"], "security": [], "requestBody": body("LoginRequest"),
         "responses": {"200": ok("A new session's token pair.", "Account"), **errors(400, 401, 403, 413, 422, 429, 503)},
     }},
     "/auth/refresh": {"post": {
         "summary": "Trade a refresh token for a new pair; the old one stops working, and presenting it again "
                    "signs the whole session out.",
-        "operationId": "refresh", "tags": ["auth"], "requestBody": body("RefreshRequest"),
+        "operationId": "refresh", "tags": ["auth"], "security": [], "requestBody": body("RefreshRequest"),
         "responses": {"200": ok("A new token pair.", "TokenPair"), **errors(400, 401, 403, 413, 422, 503)},
     }},
     "/auth/logout": {"post": {
@@ -188,6 +290,99 @@ PATHS: dict[str, dict[str, Any]] = {
         "tags": ["users"], "security": SECURED,
         "parameters": [{"name": "bipupu_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": ok("The public card.", "UserCard"), **errors(401, 403, 404, 503)},
+    }},
+    "/messages": {
+        "post": {
+            "summary": "Send a postcard (or a command to a service). A block or contacts-only privacy drops it "
+                       "silently: the sender still gets 201.",
+            "operationId": "sendMessage", "tags": ["messages"], "security": SECURED,
+            "requestBody": body("SendMessage"),
+            "responses": {"201": ok("Accepted and on disk.", "Message"),
+                          "200": ok("A repeated client_msg_id: the original message.", "Message"),
+                          **errors(400, 401, 403, 404, 413, 422, 429, 503)},
+        },
+        "get": {
+            "summary": "The caller's mailbox: newest first, or oldest first after `since`.",
+            "operationId": "listMessages", "tags": ["messages"], "security": SECURED,
+            "parameters": [
+                query_param("direction", {"type": "string", "enum": ["received", "sent", "all"],
+                                          "default": "received"}, "Which side of the mailbox."),
+                query_param("limit", {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX,
+                                      "default": LIMIT_DEFAULT}, "Page size."),
+                query_param("before", MESSAGE_ID, "Older than this id (paging back, newest first)."),
+                query_param("since", MESSAGE_ID, "Newer than this id, oldest first (catch-up); works even if "
+                                                 "that message was deleted."),
+                query_param("msg_type", {"type": "string", "enum": list(MSG_TYPES)}, "Only this type."),
+                query_param("peer", ADDRESS, "Only cards exchanged with this bipupu_id or service."),
+            ],
+            "responses": {"200": ok("One page.", "MessagePage"), **errors(401, 403, 422, 503)},
+        },
+    },
+    "/messages/{message_id}": {
+        "get": {
+            "summary": "One message of the caller's mailbox.", "operationId": "getMessage", "tags": ["messages"],
+            "security": SECURED, "parameters": [MESSAGE_ID_PARAM],
+            "responses": {"200": ok("The message.", "Message"), **errors(401, 403, 404, 503)},
+        },
+        "delete": {
+            "summary": "Remove a message from the caller's mailbox only (the other side keeps it).",
+            "operationId": "deleteMessage", "tags": ["messages"], "security": SECURED,
+            "parameters": [MESSAGE_ID_PARAM],
+            "responses": {"204": ok("Removed."), **errors(401, 403, 404, 503)},
+        },
+    },
+    "/contacts": {
+        "post": {
+            "summary": "Trust a user (their cards reach you even with contacts_only privacy, and no stranger "
+                       "quota applies).", "operationId": "addContact", "tags": ["contacts"], "security": SECURED,
+            "requestBody": body("ContactRequest"),
+            "responses": {"201": ok("Added.", "Contact"), **errors(400, 401, 403, 404, 409, 413, 422, 503)},
+        },
+        "get": {
+            "summary": "The caller's trusted contacts with nickname and avatar.", "operationId": "listContacts",
+            "tags": ["contacts"], "security": SECURED,
+            "responses": {"200": array_of("Contacts, oldest first.", "Contact"), **errors(401, 403, 503)},
+        },
+    },
+    "/contacts/{contact_id}": {
+        "put": {
+            "summary": "Change a contact's alias (null clears it).", "operationId": "renameContact",
+            "tags": ["contacts"], "security": SECURED, "requestBody": body("AliasUpdate"),
+            "parameters": [path_param("contact_id", "The contact's bipupu_id.")],
+            "responses": {"200": ok("Renamed.", "Contact"), **errors(400, 401, 403, 404, 413, 422, 503)},
+        },
+        "delete": {
+            "summary": "Remove a contact.", "operationId": "removeContact", "tags": ["contacts"],
+            "security": SECURED, "parameters": [path_param("contact_id", "The contact's bipupu_id.")],
+            "responses": {"204": ok("Removed."), **errors(401, 403, 404, 503)},
+        },
+    },
+    "/blocks": {
+        "post": {
+            "summary": "Block a user: their cards are dropped silently (they are never told).",
+            "operationId": "addBlock", "tags": ["blocks"], "security": SECURED, "requestBody": body("BlockRequest"),
+            "responses": {"201": ok("Blocked.", "Block"), **errors(400, 401, 403, 404, 409, 413, 422, 503)},
+        },
+        "get": {
+            "summary": "The users the caller blocked.", "operationId": "listBlocks", "tags": ["blocks"],
+            "security": SECURED,
+            "responses": {"200": array_of("Blocks, oldest first.", "Block"), **errors(401, 403, 503)},
+        },
+    },
+    "/blocks/{blocked_id}": {"delete": {
+        "summary": "Unblock a user.", "operationId": "removeBlock", "tags": ["blocks"], "security": SECURED,
+        "parameters": [path_param("blocked_id", "The blocked user's bipupu_id.")],
+        "responses": {"204": ok("Unblocked."), **errors(401, 403, 404, 503)},
+    }},
+    "/ws": {"get": {
+        "summary": "Live pushes of new messages (WebSocket).", "description": WS_PROTOCOL,
+        "operationId": "websocket", "tags": ["messages"], "security": [{"bearer": []}, {}],
+        "parameters": [
+            query_param("token", {"type": "string"}, "Access token, when no header can be set (redacted from logs)."),
+            query_param("since", MESSAGE_ID, "Replay messages after this id before live ones."),
+        ],
+        "responses": {"101": ok("Switching to the WebSocket protocol."),
+                      "400": {"$ref": "#/components/responses/E400"}},
     }},
     "/health": {"get": {
         "summary": "Liveness and database state.", "operationId": "health", "tags": ["operations"],

@@ -1,0 +1,253 @@
+"""Sending and listing postcards: the rules of the design (receiver, blocks, privacy, quotas), no HTTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from .clock import Clock, rfc3339
+from .config import Config
+from .errors import Forbidden, Invalid, NotFound, RateLimited
+from .hub import Hub
+from .ids import MessageIds, floor_id, is_message_id
+from .ratelimit import TokenBucket
+from .store import messages, social
+from .store.db import Database, Tx
+
+CONTENT_MAX = 500
+USER_MSG_TYPES = ("USER_POSTCARD", "VOICE_TRANSCRIPT")
+MSG_TYPES = (*USER_MSG_TYPES, "COSMIC_BROADCAST")
+DIRECTIONS = ("received", "sent", "all")
+PATTERN_MAX_BYTES = 512
+CLIENT_MSG_ID_MAX = 64
+LIMIT_DEFAULT, LIMIT_MAX = 50, 200
+
+EFFECTS = ("steady", "blink", "breathe", "flash", "rainbow")
+FONTS = ("default", "neon", "pixel", "serif", "handwriting")
+COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+SHORT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+BIPUPU_ID = re.compile(r"[0-9]{8}")
+SERVICE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+def _short_name(field: str):
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not SHORT_NAME.fullmatch(value):
+            raise Invalid(f"pattern.{field} must be a short lowercase name (1-32 of a-z 0-9 _ . -)",
+                          field=f"pattern.{field}")
+        return value
+    return check
+
+
+def _choice(field: str, choices: tuple[str, ...]):
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise Invalid(f"pattern.{field} must be one of {', '.join(choices)}", field=f"pattern.{field}")
+        return value
+    return check
+
+
+def _color(value: Any) -> str:
+    if not isinstance(value, str) or not COLOR.fullmatch(value):
+        raise Invalid("pattern.led_color must look like #RRGGBB", field="pattern.led_color")
+    return value.upper()
+
+
+def _duration(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60:
+        raise Invalid("pattern.duration_s must be a whole number of seconds from 1 to 60", field="pattern.duration_s")
+    return value
+
+
+def _vibrate(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid("pattern.vibrate must be true or false", field="pattern.vibrate")
+    return value
+
+
+PATTERN_RULES = {
+    "led_color": _color,
+    "effect": _choice("effect", EFFECTS),
+    "font": _choice("font", FONTS),
+    "screensaver": _short_name("screensaver"),
+    "duration_s": _duration,
+    "vibrate": _vibrate,
+    "sound": _short_name("sound"),
+}
+
+
+def check_pattern(raw: Any) -> str:
+    """How the pupu device shows a card; returns the stored JSON text."""
+    if raw is None:
+        return "{}"
+    if not isinstance(raw, dict):
+        raise Invalid("pattern must be a JSON object", field="pattern")
+    pattern = {}
+    for key, value in raw.items():
+        rule = PATTERN_RULES.get(key)
+        if rule is None:
+            raise Invalid(f"pattern has no key {key!r} (known: {', '.join(PATTERN_RULES)})", field=f"pattern.{key}")
+        pattern[key] = rule(value)
+    encoded = orjson.dumps(pattern)
+    if len(encoded) > PATTERN_MAX_BYTES:
+        raise Invalid(f"pattern must be at most {PATTERN_MAX_BYTES} bytes as JSON", field="pattern")
+    return encoded.decode()
+
+
+def check_content(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise Invalid("content must be a string", field="content")
+    content = raw.strip()
+    if not 1 <= len(content) <= CONTENT_MAX:
+        raise Invalid(f"content must be 1 to {CONTENT_MAX} characters after trimming", field="content")
+    return content
+
+
+def check_msg_type(raw: Any) -> str:
+    if raw is None:
+        return "USER_POSTCARD"
+    if raw == "COSMIC_BROADCAST":
+        raise Forbidden("only service accounts send COSMIC_BROADCAST", code="msg_type_not_allowed", field="msg_type")
+    if raw not in USER_MSG_TYPES:
+        raise Invalid(f"msg_type must be one of {', '.join(USER_MSG_TYPES)}", field="msg_type")
+    return raw
+
+
+def check_client_msg_id(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not 1 <= len(raw) <= CLIENT_MSG_ID_MAX:
+        raise Invalid(f"client_msg_id must be a string of 1 to {CLIENT_MSG_ID_MAX} characters", field="client_msg_id")
+    return raw
+
+
+def is_address(value: Any) -> bool:
+    """A bipupu_id or a service id: what receiver_id and peer may hold."""
+    return isinstance(value, str) and bool(BIPUPU_ID.fullmatch(value) or SERVICE_ID.fullmatch(value))
+
+
+def message_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The message object of the API and of WebSocket pushes."""
+    return {
+        "id": row["id"],
+        "sender_id": row["sender_id"],
+        "receiver_id": row["receiver_id"],
+        "content": row["content"],
+        "msg_type": row["msg_type"],
+        "pattern": orjson.loads(row["pattern"]),
+        "created_at": row["created_at"],
+    }
+
+
+class Mailbox:
+    """Postcards between users: who may write to whom, and what each mailbox shows."""
+
+    def __init__(self, db: Database, clock: Clock, hub: Hub, ids: MessageIds, config: Config):
+        self.db = db
+        self.clock = clock
+        self.hub = hub
+        self.ids = ids
+        self.zone = ZoneInfo(config.timezone) if config.timezone else None
+        self.stranger_daily = config.stranger_daily_limit
+        self.rate_limit = config.rate_limit
+        self.send_bucket = TokenBucket(config.send_burst, config.send_refill_s, clock, enabled=config.rate_limit)
+
+    async def send(self, sender: str, receiver_id: Any, content: Any, msg_type: Any = None, pattern: Any = None,
+                   client_msg_id: Any = None) -> tuple[dict[str, Any], bool]:
+        """Accept a card; returns (message, created). A repeated client_msg_id returns the original."""
+        content = check_content(content)
+        msg_type = check_msg_type(msg_type)
+        pattern_json = check_pattern(pattern)
+        client_msg_id = check_client_msg_id(client_msg_id)
+        if not isinstance(receiver_id, str):
+            raise Invalid("receiver_id must be a string", field="receiver_id")
+        if client_msg_id is not None:
+            earlier = await messages.by_client_id(self.db, sender, client_msg_id)
+            if earlier is not None:
+                return message_view(earlier), False
+        if receiver_id == sender:
+            raise Invalid("a card cannot be sent to yourself", code="self_message", field="receiver_id")
+        receiver = await social.recipient(self.db, receiver_id, sender) if BIPUPU_ID.fullmatch(receiver_id) else None
+        if receiver is None or not receiver["is_active"]:
+            raise NotFound("no such receiver", code="receiver_not_found", field="receiver_id")
+        wait = self.send_bucket.take(sender)
+        if wait is not None:
+            raise RateLimited("you are sending too fast; slow down", wait)
+        if not receiver["trusted"] and self.rate_limit:
+            await self._check_stranger_quota(sender, receiver_id)
+        # A block or contacts-only privacy drops the card silently: the sender cannot tell.
+        dropped = bool(receiver["blocked"]) or (receiver["privacy"] == "contacts_only" and not receiver["trusted"])
+
+        async def store(tx: Tx) -> dict[str, Any]:
+            row = {"id": self.ids.next(), "sender_id": sender, "receiver_id": receiver_id, "content": content,
+                   "msg_type": msg_type, "pattern": pattern_json, "created_at": rfc3339(self.clock.time())}
+            await messages.insert(tx, messages.NewMessage(**row, client_msg_id=client_msg_id, dropped=dropped))
+            return row
+
+        try:
+            row = await self.db.write(store)
+        except messages.DuplicateClientId:  # the same key raced in from another request
+            earlier = await messages.by_client_id(self.db, sender, client_msg_id)
+            return message_view(earlier), False
+        message = message_view(row)
+        if not dropped:
+            self.hub.publish(receiver_id, message)  # after commit, before any other await: id order holds
+        return message, True
+
+    async def _check_stranger_quota(self, sender: str, receiver_id: str) -> None:
+        now = datetime.fromtimestamp(self.clock.time(), self.zone).astimezone(self.zone)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        sent_today = await messages.count_sent_since(self.db, sender, receiver_id,
+                                                     floor_id(int(midnight.timestamp() * 1000)))
+        if sent_today >= self.stranger_daily:
+            tomorrow = (midnight + timedelta(days=1, hours=1)).replace(hour=0)  # 25 h: safe across DST
+            raise RateLimited(f"a stranger may send the same person at most {self.stranger_daily} cards a day",
+                              tomorrow.timestamp() - now.timestamp(), code="stranger_quota_exceeded")
+
+    async def list(self, me: str, *, direction: Any = None, limit: Any = None, before: Any = None,
+                   since: Any = None, msg_type: Any = None, peer: Any = None) -> dict[str, Any]:
+        direction = direction or "received"
+        if direction not in DIRECTIONS:
+            raise Invalid(f"direction must be one of {', '.join(DIRECTIONS)}", field="direction")
+        count = _limit(limit)
+        for name, value in (("before", before), ("since", since)):
+            if value is not None and not is_message_id(value):
+                raise Invalid(f"{name} must be a message id", field=name)
+        if before is not None and since is not None:
+            raise Invalid("use either before or since, not both", field="since")
+        if msg_type is not None and msg_type not in MSG_TYPES:
+            raise Invalid(f"msg_type must be one of {', '.join(MSG_TYPES)}", field="msg_type")
+        if peer is not None and not is_address(peer):
+            raise Invalid("peer must be a bipupu_id or a service id", field="peer")
+        rows = await messages.mailbox(self.db, me, direction=direction, limit=count, before=before, since=since,
+                                      msg_type=msg_type, peer=peer)
+        return {"messages": [message_view(r) for r in rows[:count]], "has_more": len(rows) > count}
+
+    async def get(self, me: str, message_id: str) -> dict[str, Any]:
+        row = await messages.visible_one(self.db, me, message_id) if is_message_id(message_id) else None
+        if row is None:
+            raise NotFound("no such message in your mailbox", code="message_not_found")
+        return message_view(row)
+
+    async def delete(self, me: str, message_id: str) -> None:
+        async def remove(tx: Tx) -> bool:
+            return await messages.remove_from_mailbox(tx, me, message_id)
+
+        if not is_message_id(message_id) or not await self.db.write(remove):
+            raise NotFound("no such message in your mailbox", code="message_not_found")
+
+
+def _limit(raw: Any) -> int:
+    if raw is None:
+        return LIMIT_DEFAULT
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise Invalid(f"limit must be a whole number from 1 to {LIMIT_MAX}", field="limit") from None
+    if not 1 <= value <= LIMIT_MAX:
+        raise Invalid(f"limit must be a whole number from 1 to {LIMIT_MAX}", field="limit")
+    return value

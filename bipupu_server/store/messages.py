@@ -1,0 +1,134 @@
+"""SQL for postcards and the two mailboxes (inbox, outbox) that show them."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database, Tx
+
+COLUMNS = "id, sender_id, receiver_id, content, msg_type, pattern, created_at"
+MAX_REPLAY = 500
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    id: str
+    sender_id: str
+    receiver_id: str
+    content: str
+    msg_type: str
+    pattern: str  # JSON text
+    created_at: str
+    client_msg_id: str | None
+    dropped: bool
+
+
+class DuplicateClientId(Exception):
+    """The sender already used this client_msg_id."""
+
+
+async def insert(tx: Tx, message: NewMessage) -> None:
+    try:
+        await tx.execute(
+            f"INSERT INTO messages ({COLUMNS}, client_msg_id, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (message.id, message.sender_id, message.receiver_id, message.content, message.msg_type, message.pattern,
+             message.created_at, message.client_msg_id, int(not message.dropped), int(message.dropped)),
+        )
+    except sqlite3.IntegrityError as exc:
+        if "client_msg_id" in str(exc):
+            raise DuplicateClientId() from None
+        raise
+
+
+async def insert_many(tx: Tx, rows: list[NewMessage]) -> None:
+    """Insert delivered cards in one statement batch (broadcast fan-out)."""
+    await tx.executemany(
+        f"INSERT INTO messages ({COLUMNS}, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0)",
+        [(m.id, m.sender_id, m.receiver_id, m.content, m.msg_type, m.pattern, m.created_at) for m in rows],
+    )
+
+
+async def newest_id(db: Database | Tx) -> str | None:
+    row = await db.fetchone("SELECT max(id) AS id FROM messages")
+    return row["id"]
+
+
+async def by_client_id(db: Database | Tx, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
+    return await db.fetchone(
+        f"SELECT {COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?", (sender_id, client_msg_id))
+
+
+async def count_sent_since(db: Database, sender_id: str, receiver_id: str, floor_id: str) -> int:
+    """Cards from sender to receiver with ids from floor_id on (dropped and deleted ones count too)."""
+    row = await db.fetchone(
+        "SELECT count(*) AS n FROM messages WHERE sender_id = ? AND receiver_id = ? AND id >= ?",
+        (sender_id, receiver_id, floor_id))
+    return row["n"]
+
+
+MAILBOXES = {
+    "received": ("receiver_id = :me AND in_inbox = 1", "sender_id = :peer"),
+    "sent": ("sender_id = :me AND in_outbox = 1", "receiver_id = :peer"),
+}
+
+
+def _visible(direction: str) -> tuple[str, str]:
+    """WHERE clause of the caller's mailbox in one direction, and of its peer filter."""
+    if direction == "all":
+        received, sent = MAILBOXES["received"], MAILBOXES["sent"]
+        return (f"(({received[0]}) OR ({sent[0]}))",
+                f"((receiver_id = :me AND sender_id = :peer) OR (sender_id = :me AND receiver_id = :peer))")
+    return MAILBOXES[direction]
+
+
+async def mailbox(db: Database, me: str, *, direction: str, limit: int, before: str | None = None,
+                  since: str | None = None, msg_type: str | None = None, peer: str | None = None) -> list[dict]:
+    """One page of the caller's mailbox: newest first, or oldest first after `since`; limit+1 rows."""
+    visible, peer_clause = _visible(direction)
+    where = [visible]
+    params: dict[str, Any] = {"me": me, "peer": peer, "before": before, "since": since, "msg_type": msg_type,
+                              "limit": limit + 1}
+    if peer is not None:
+        where.append(peer_clause)
+    if msg_type is not None:
+        where.append("msg_type = :msg_type")
+    if before is not None:
+        where.append("id < :before")
+    if since is not None:
+        where.append("id > :since")
+    order = "ASC" if since is not None else "DESC"
+    if direction == "all":  # two index range scans rather than one scan of everything
+        received, sent = MAILBOXES["received"][0], MAILBOXES["sent"][0]
+        rest = " AND ".join(where[1:]) or "1"
+        sql = (f"SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {received} AND {rest}"
+               f" UNION ALL SELECT {COLUMNS} FROM messages WHERE {sent} AND {rest})"
+               f" ORDER BY id {order} LIMIT :limit")
+    else:
+        sql = f"SELECT {COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT :limit"
+    return await db.fetchall(sql, params)
+
+
+async def visible_one(db: Database, me: str, message_id: str) -> dict[str, Any] | None:
+    return await db.fetchone(
+        f"SELECT {COLUMNS} FROM messages WHERE id = :id AND"
+        " ((receiver_id = :me AND in_inbox = 1) OR (sender_id = :me AND in_outbox = 1))",
+        {"id": message_id, "me": me})
+
+
+async def remove_from_mailbox(tx: Tx, me: str, message_id: str) -> bool:
+    """Take a card out of the caller's mailbox (inbox, outbox or both); False if it was not there."""
+    changed = await tx.execute(
+        "UPDATE messages SET in_inbox = CASE WHEN receiver_id = :me THEN 0 ELSE in_inbox END,"
+        " in_outbox = CASE WHEN sender_id = :me THEN 0 ELSE in_outbox END"
+        " WHERE id = :id AND ((receiver_id = :me AND in_inbox = 1) OR (sender_id = :me AND in_outbox = 1))",
+        {"id": message_id, "me": me})
+    return changed == 1
+
+
+async def inbox_since(db: Database, me: str, since: str | None, limit: int = MAX_REPLAY) -> list[dict]:
+    """What a reconnecting socket missed: delivered cards after `since`, oldest first."""
+    return await db.fetchall(
+        f"SELECT {COLUMNS} FROM messages WHERE receiver_id = ? AND in_inbox = 1 AND id > ? ORDER BY id LIMIT ?",
+        (me, since or "", limit))

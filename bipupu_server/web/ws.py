@@ -1,0 +1,140 @@
+"""GET /ws: live pushes of new messages (SPEC §5). Reading and deleting stay in REST."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from .. import keys
+from ..accounts import Principal
+from ..clock import rfc3339
+from ..errors import AppError, BadRequest, Forbidden
+from ..hub import BAD_TOKEN, CLOSE_TIMEOUT_S, IDLE, SIGNED_OUT, TOO_SLOW, Socket, frame, message_frame
+from ..ids import is_message_id
+from ..mailbox import message_view
+from ..store import messages
+from .responses import bearer_token
+
+PONG = frame("pong")
+
+
+class Refused(Exception):
+    """The socket cannot be bound to a user; closes with `code`."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    config = app[keys.config]
+    # No permessage-deflate: cards are tiny, and a zlib context per socket would cost a lot of
+    # memory across thousands of idle phones on a small board.
+    ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, compress=False)
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("/ws speaks WebSocket only: send an Upgrade request", code="websocket_required")
+    await ws.prepare(request)
+    hub = app[keys.hub]
+    sock = None
+    try:
+        try:
+            caller, since = await _authenticate(request, ws)
+        except Refused as refused:
+            await ws.close(code=refused.code, message=refused.reason.encode())
+            return ws
+        transport = request.transport
+        sock = Socket(ws, caller.bipupu_id, caller.session_id, queue_size=hub.queue_size,
+                      abort=transport.abort if transport is not None else None)
+        hub.attach(sock)  # from here live messages are held until the replay is queued
+        replay = await messages.inbox_since(app[keys.db], caller.bipupu_id, since) if since is not None else []
+        first = [frame("auth_ok", bipupu_id=caller.bipupu_id, server_time=rfc3339(app[keys.clock].time()))]
+        first += [message_frame(message_view(row)) for row in replay]
+        if since is not None:
+            first.append(frame("replay_done", count=len(replay), has_more=len(replay) == messages.MAX_REPLAY))
+        if not sock.start(first, replay[-1]["id"] if replay else since):
+            hub.detach(sock)
+            sock.close(TOO_SLOW, "too slow: catch up with since")
+        await _read(ws, sock, config.ws_idle_timeout_s)
+    finally:
+        if sock is not None:
+            hub.detach(sock)
+            await sock.stop()
+            if sock.close_code is not None:  # let the close handshake finish before the handler ends
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(sock.closed.wait(), CLOSE_TIMEOUT_S + 1)
+            elif not ws.closed:
+                await ws.close()
+    return ws
+
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> tuple[Principal, str | None]:
+    """Bind the socket to a user: Bearer header, ?token=, or a first {"type":"auth"} frame."""
+    config = request.app[keys.config]
+    since = request.query.get("since")
+    try:
+        token = bearer_token(request) or request.query.get("token")
+    except AppError:
+        raise Refused(BAD_TOKEN, "malformed Authorization header") from None
+    if token is None:
+        try:
+            msg = await ws.receive(timeout=config.ws_auth_timeout_s)
+        except asyncio.TimeoutError:
+            raise Refused(BAD_TOKEN, "no auth frame in time") from None
+        data = _json(msg.data) if msg.type == WSMsgType.TEXT else None
+        if not isinstance(data, dict) or data.get("type") != "auth" or not isinstance(data.get("token"), str):
+            raise Refused(BAD_TOKEN, 'expected {"type":"auth","token":"..."}')
+        token, since = data["token"], data.get("since", since)
+    if since is not None and (not isinstance(since, str) or not is_message_id(since)):
+        raise Refused(BAD_TOKEN, "since must be a message id")
+    try:
+        return await request.app[keys.accounts].authenticate(token), since
+    except Forbidden as exc:
+        raise Refused(SIGNED_OUT, exc.message) from None
+    except AppError as exc:
+        raise Refused(BAD_TOKEN, exc.message) from None
+
+
+async def _read(ws: web.WebSocketResponse, sock: Socket, idle_s: float) -> None:
+    """The only reader of the socket: pings, and error frames for anything else."""
+    while sock.close_code is None:
+        try:
+            msg = await ws.receive(timeout=idle_s)
+        except asyncio.TimeoutError:
+            sock.close(IDLE, "idle: no frame for too long")
+            break
+        if msg.type == WSMsgType.TEXT:
+            reply = _answer(_json(msg.data))
+        elif msg.type == WSMsgType.BINARY:
+            reply = frame("error", code="bad_json", message="frames are JSON text")
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already closed with 1009 for a frame too big)
+            break
+        if not sock.send(reply):
+            sock.close(TOO_SLOW, "too slow: catch up with since")
+            break
+
+
+def _answer(data: Any) -> str:
+    if not isinstance(data, dict):
+        return frame("error", code="bad_json", message="frames are JSON objects")
+    kind = data.get("type")
+    if kind == "ping":
+        return PONG
+    if kind == "auth":
+        return frame("error", code="already_authenticated", message="this socket is already authenticated")
+    return frame("error", code="unknown_type", message="known frame types: ping")
+
+
+_INVALID = object()
+
+
+def _json(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _INVALID

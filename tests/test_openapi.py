@@ -1,0 +1,387 @@
+"""GET /openapi.json: the document matches the router, is self-consistent, and real answers fit it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD, bearer, register
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+# Keywords the checker below understands; anything else in a schema fails the test rather than
+# being skipped silently.
+ANNOTATIONS = {"description", "examples", "default", "title"}
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+# A small JSON Schema checker for the subset the document uses -----------------------------------
+
+def resolve(document: dict[str, Any], pointer: str) -> Any:
+    """Follow a local "$ref" ("#/a/b") inside the document; KeyError when it leads nowhere."""
+    assert pointer.startswith("#/"), f"$ref {pointer!r} is not local to the document"
+    node: Any = document
+    for part in pointer[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            node = node[part]
+    return node
+
+
+def type_matches(name: str, value: Any) -> bool:
+    return {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "string": lambda v: isinstance(v, str),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    }[name](value)
+
+
+def schema_errors(schema: Any, value: Any, document: dict[str, Any], where: str = "$") -> list[str]:
+    """Every way `value` breaks `schema` (empty when it fits)."""
+    if schema is True or schema == {}:
+        return []
+    if schema is False:
+        return [f"{where}: nothing is allowed here"]
+    unknown = set(schema) - ANNOTATIONS - {
+        "$ref", "type", "required", "properties", "additionalProperties", "enum", "const", "pattern",
+        "minLength", "maxLength", "minimum", "format", "items"}
+    assert not unknown, f"{where}: the test's schema checker does not know {sorted(unknown)}"
+    if "$ref" in schema:
+        return schema_errors(resolve(document, schema["$ref"]), value, document, where)
+    errors: list[str] = []
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(type_matches(name, value) for name in types):
+            return [f"{where}: {value!r} is not of type {types}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{where}: {value!r} is not one of {schema['enum']}")
+    if "const" in schema and (value != schema["const"] or type(value) is not type(schema["const"])):
+        errors.append(f"{where}: {value!r} is not {schema['const']!r}")
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errors.append(f"{where}: {value!r} is shorter than {schema['minLength']}")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(f"{where}: {value!r} is longer than {schema['maxLength']}")
+        if schema.get("format") == "date-time" and not RFC3339.match(value):
+            errors.append(f"{where}: {value!r} is not an RFC 3339 date-time")
+    if "minimum" in schema and type_matches("number", value) and value < schema["minimum"]:
+        errors.append(f"{where}: {value!r} is below {schema['minimum']}")
+    if isinstance(value, dict):
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append(f"{where}: {name!r} is required")
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for name, item in value.items():
+            if name in properties:
+                errors += schema_errors(properties[name], item, document, f"{where}.{name}")
+            else:
+                errors += schema_errors(extra, item, document, f"{where}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            errors += schema_errors(schema["items"], item, document, f"{where}[{index}]")
+    return errors
+
+
+# Fixtures and helpers ---------------------------------------------------------------------------
+
+@pytest.fixture
+async def document(client) -> dict[str, Any]:
+    resp = await client.get("/openapi.json")
+    assert resp.status == 200
+    assert resp.content_type == "application/json"
+    return await resp.json()
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(METHOD, path, operation) for every operation in the document."""
+    return [(method.upper(), path, operation)
+            for path, item in document["paths"].items()
+            for method, operation in item.items() if method in HTTP_METHODS]
+
+
+def all_refs(node: Any, where: str = "#") -> list[tuple[str, str]]:
+    """(where, target) of every "$ref" anywhere under node."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                found.append((where, value))
+            else:
+                found += all_refs(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += all_refs(value, f"{where}/{index}")
+    return found
+
+
+def effective_security(document: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
+    return operation.get("security", document.get("security", []))
+
+
+async def assert_documented(document: dict[str, Any], method: str, path: str, resp) -> None:
+    """The response's status is documented for that operation and its body fits the documented schema."""
+    operation = document["paths"][path][method.lower()]
+    status = str(resp.status)
+    assert status in operation["responses"], (
+        f"{method} {path} answered {status}, documented only {sorted(operation['responses'])}: {await resp.text()}")
+    answer = operation["responses"][status]
+    if "$ref" in answer:
+        answer = resolve(document, answer["$ref"])
+    content = answer.get("content")
+    if content is None:
+        assert await resp.read() == b"", f"{method} {path} {status} documents no body"
+        return
+    assert resp.content_type in content, f"{method} {path} {status}: {resp.content_type} not in {sorted(content)}"
+    body = await resp.json()
+    errors = schema_errors(content[resp.content_type]["schema"], body, document)
+    assert not errors, f"{method} {path} {status} does not fit its schema: {errors}"
+
+
+# The document against the router ---------------------------------------------------------------
+
+async def test_document_is_openapi_3_1(document):
+    assert document["openapi"].startswith("3.1")
+    assert isinstance(document["info"]["title"], str) and document["info"]["title"]
+    assert isinstance(document["info"]["version"], str) and document["info"]["version"]
+
+
+async def test_document_describes_exactly_the_routes(client, document):
+    routed = {(route.method, route.resource.canonical)
+              for route in client.server.app.router.routes() if route.method != "HEAD"}
+    documented = {(method, path) for method, path, _ in operations(document)}
+    not_documented = sorted(routed - documented)
+    not_routed = sorted(documented - routed)
+    assert not not_documented and not not_routed, (
+        f"routes missing from /openapi.json: {not_documented}; documented but not routed: {not_routed}")
+    assert len(routed) >= 10
+
+
+async def test_every_operation_has_an_id_and_a_success(document):
+    ids: list[str] = []
+    for method, path, operation in operations(document):
+        assert isinstance(operation.get("operationId"), str) and operation["operationId"], f"{method} {path}"
+        ids.append(operation["operationId"])
+        # success is a 2xx, or 101 for the WebSocket upgrade
+        assert any(status.startswith("2") or status == "101" for status in operation["responses"]), (
+            f"{method} {path} documents no success")
+    duplicates = sorted({name for name in ids if ids.count(name) > 1})
+    assert not duplicates, f"operationIds used more than once: {duplicates}"
+
+
+async def test_every_ref_resolves_inside_the_document(document):
+    refs = all_refs(document)
+    assert refs, "the document has no $ref at all"
+    broken = []
+    for where, target in refs:
+        try:
+            resolve(document, target)
+        except (KeyError, IndexError, ValueError, AssertionError):
+            broken.append(f"{where} -> {target}")
+    assert not broken, f"unresolved $refs: {broken}"
+
+
+def needs_token(document: dict[str, Any], operation: dict[str, Any]) -> bool:
+    """Security is not empty and has no {} alternative (which would make the token optional)."""
+    security = effective_security(document, operation)
+    return bool(security) and {} not in security
+
+
+async def test_every_operation_that_needs_a_token_documents_401(document):
+    missing = [f"{method} {path}" for method, path, operation in operations(document)
+               if needs_token(document, operation) and "401" not in operation["responses"]]
+    assert not missing, f"secured operations without a 401 response: {missing}"
+
+
+async def test_security_schemes_used_are_defined(document):
+    schemes = set(document["components"]["securitySchemes"])
+    for method, path, operation in operations(document):
+        for requirement in effective_security(document, operation):
+            assert set(requirement) <= schemes, f"{method} {path} uses {requirement}"
+
+
+async def test_path_parameters_are_declared(document):
+    for method, path, operation in operations(document):
+        in_path = set(re.findall(r"{([^}]+)}", path))
+        declared = {p["name"] for p in operation.get("parameters", []) + document["paths"][path].get("parameters", [])
+                    if p.get("in") == "path" and p.get("required") is True}
+        assert in_path == declared, f"{method} {path}: path has {in_path}, declares {declared}"
+
+
+async def test_every_operation_with_a_json_body_documents_its_refusals(document):
+    missing = [f"{method} {path} lacks {status}"
+               for method, path, operation in operations(document) if "requestBody" in operation
+               for status in ("400", "413", "422") if status not in operation["responses"]]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/auth/register"),
+    ("POST", "/auth/login"),
+    ("POST", "/auth/refresh"),
+    ("GET", "/health"),
+    ("GET", "/openapi.json"),
+])
+async def test_public_operations_are_documented_as_needing_no_token(document, method, path):
+    # An operation without its own "security" inherits the document's global bearer requirement.
+    operation = document["paths"][path][method.lower()]
+    assert effective_security(document, operation) == [], (
+        f"{method} {path} is public but documented with security {effective_security(document, operation)}")
+
+
+async def test_logout_documents_its_token_as_optional(document):
+    security = effective_security(document, document["paths"]["/auth/logout"]["post"])
+    assert {} in security and {"bearer": []} in security
+
+
+# Real answers against the document -------------------------------------------------------------
+
+async def test_auth_answers_fit_the_document(client, document):
+    resp = await client.post("/auth/register", json={"username": "alice", "password": PASSWORD, "nickname": "Alice"})
+    assert resp.status == 201
+    await assert_documented(document, "POST", "/auth/register", resp)
+
+    resp = await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert resp.status == 200
+    await assert_documented(document, "POST", "/auth/login", resp)
+    tokens = await resp.json()
+
+    resp = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status == 200
+    await assert_documented(document, "POST", "/auth/refresh", resp)
+
+    resp = await client.post("/auth/login", json={"username": "alice", "password": "wrong password"})
+    assert resp.status == 401
+    await assert_documented(document, "POST", "/auth/login", resp)
+
+    resp = await client.post("/auth/register", json={"username": "alice", "password": PASSWORD})
+    assert resp.status == 409
+    await assert_documented(document, "POST", "/auth/register", resp)
+
+    resp = await client.post("/auth/register", json={"username": "bo", "password": PASSWORD})
+    assert resp.status == 422
+    await assert_documented(document, "POST", "/auth/register", resp)
+
+    resp = await client.post("/auth/login", data=b"{", headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    await assert_documented(document, "POST", "/auth/login", resp)
+
+    resp = await client.post("/auth/login", data=b'{"username": "' + b"a" * 70_000 + b'"}',
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 413
+    await assert_documented(document, "POST", "/auth/login", resp)
+
+    resp = await client.post("/auth/logout", json={"refresh_token": "not-a-token"})
+    assert resp.status == 401
+    await assert_documented(document, "POST", "/auth/logout", resp)
+
+    resp = await client.post("/auth/logout", headers=bearer(tokens))
+    assert resp.status == 204
+    await assert_documented(document, "POST", "/auth/logout", resp)
+
+
+async def test_me_and_user_answers_fit_the_document(client, document):
+    alice = await register(client, "alice")
+    bob = await register(client, "bob")
+
+    resp = await client.get("/me", headers=bearer(alice))
+    assert resp.status == 200
+    await assert_documented(document, "GET", "/me", resp)
+
+    resp = await client.put("/me", json={"cosmic_profile": {"zodiac": "狮子座"}, "avatar_url": "/static/a.png"},
+                            headers=bearer(alice))
+    assert resp.status == 200
+    await assert_documented(document, "PUT", "/me", resp)
+
+    resp = await client.put("/me", json={"avatar_url": "javascript:alert(1)"}, headers=bearer(alice))
+    assert resp.status == 422
+    await assert_documented(document, "PUT", "/me", resp)
+
+    resp = await client.put("/me", json={"bipupu_id": "00000009"}, headers=bearer(alice))
+    assert resp.status == 422
+    await assert_documented(document, "PUT", "/me", resp)
+
+    resp = await client.get("/me")
+    assert resp.status == 401
+    await assert_documented(document, "GET", "/me", resp)
+
+    resp = await client.get("/users/00000002", headers=bearer(bob))
+    assert resp.status == 200
+    await assert_documented(document, "GET", "/users/{bipupu_id}", resp)
+
+    resp = await client.get("/users/00000099", headers=bearer(bob))
+    assert resp.status == 404
+    await assert_documented(document, "GET", "/users/{bipupu_id}", resp)
+
+    resp = await client.get("/users/abc", headers=bearer(bob))
+    assert resp.status == 404
+    await assert_documented(document, "GET", "/users/{bipupu_id}", resp)
+
+    resp = await client.get("/users/00000002")
+    assert resp.status == 401
+    await assert_documented(document, "GET", "/users/{bipupu_id}", resp)
+
+    resp = await client.put("/me/password", json={"old_password": "wrong password", "new_password": "new password 1"},
+                            headers=bearer(alice))
+    assert resp.status == 403
+    await assert_documented(document, "PUT", "/me/password", resp)
+
+    resp = await client.put("/me/password", json={"old_password": PASSWORD, "new_password": "new password 1"},
+                            headers=bearer(alice))
+    assert resp.status == 204
+    await assert_documented(document, "PUT", "/me/password", resp)
+
+
+async def test_operations_answers_fit_the_document(client, document):
+    resp = await client.get("/health")
+    assert resp.status == 200
+    await assert_documented(document, "GET", "/health", resp)
+
+    resp = await client.get("/openapi.json")
+    assert resp.status == 200
+    await assert_documented(document, "GET", "/openapi.json", resp)
+
+    resp = await client.get("/ws")  # a plain GET, no Upgrade
+    assert resp.status == 400
+    await assert_documented(document, "GET", "/ws", resp)
+
+
+# The checker itself must be able to say no -----------------------------------------------------
+
+ME = {"bipupu_id": "00000002", "username": "alice", "nickname": "alice", "avatar_url": None, "cosmic_profile": {},
+      "privacy": "everyone", "is_admin": False, "created_at": "2026-02-10T16:00:00Z"}
+
+
+@pytest.mark.parametrize(("schema", "value"), [
+    ("Me", {**ME, "id": "0f0e"}),  # additionalProperties false
+    ("Me", {name: value for name, value in ME.items() if name != "privacy"}),  # required
+    ("Me", {**ME, "is_admin": 0}),  # boolean is not integer
+    ("Me", {**ME, "bipupu_id": "2"}),  # pattern
+    ("Me", {**ME, "privacy": "nobody"}),  # enum
+    ("Me", {**ME, "avatar_url": 5}),  # list of types
+    ("Me", {**ME, "created_at": "yesterday"}),  # date-time
+    ("Me", [ME]),  # type object
+    ("Account", {"bipupu_id": "00000002", "username": "a", "nickname": "a", "access_token": "t",
+                 "refresh_token": "r", "token_type": "Bearer", "expires_in": 3600}),  # const
+    ("Account", {"bipupu_id": "00000002", "username": "a", "nickname": "a", "access_token": "t",
+                 "refresh_token": "r", "token_type": "bearer", "expires_in": 0}),  # minimum
+    ("Error", {"error": {"code": "Not Found", "message": "x"}}),  # nested pattern
+    ("Error", {"error": {"code": "x"}}),  # nested required
+    ("RegisterRequest", {"username": "ab", "password": PASSWORD}),  # minLength
+    ("RegisterRequest", {"username": "a" * 33, "password": PASSWORD}),  # maxLength
+])
+async def test_schema_checker_refuses_what_breaks_the_schema(document, schema, value):
+    assert schema_errors({"$ref": f"#/components/schemas/{schema}"}, value, document)
+
+
+async def test_schema_checker_accepts_a_fitting_value(document):
+    assert schema_errors({"$ref": "#/components/schemas/Me"}, ME, document) == []
