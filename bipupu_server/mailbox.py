@@ -31,6 +31,7 @@ FONTS = ("default", "neon", "pixel", "serif", "handwriting")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 SHORT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 BIPUPU_ID = re.compile(r"[0-9]{8}")
+LIMIT_TEXT = re.compile(r"[0-9]{1,4}")
 SERVICE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
@@ -210,7 +211,7 @@ class Mailbox:
 
     async def list(self, me: str, *, direction: Any = None, limit: Any = None, before: Any = None,
                    since: Any = None, msg_type: Any = None, peer: Any = None) -> dict[str, Any]:
-        direction = direction or "received"
+        direction = "received" if direction is None else direction
         if direction not in DIRECTIONS:
             raise Invalid(f"direction must be one of {', '.join(DIRECTIONS)}", field="direction")
         count = _limit(limit)
@@ -244,10 +245,6 @@ class Mailbox:
 def _limit(raw: Any) -> int:
     if raw is None:
         return LIMIT_DEFAULT
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise Invalid(f"limit must be a whole number from 1 to {LIMIT_MAX}", field="limit") from None
-    if not 1 <= value <= LIMIT_MAX:
+    if not isinstance(raw, str) or not LIMIT_TEXT.fullmatch(raw) or not 1 <= int(raw) <= LIMIT_MAX:
         raise Invalid(f"limit must be a whole number from 1 to {LIMIT_MAX}", field="limit")
-    return value
+    return int(raw)
