@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from typing import Any, Iterable, Protocol
@@ -128,6 +129,7 @@ class Hub:
         self.max_per_user = max_per_user
         self.queue_size = queue_size
         self._sockets: dict[str, list[Socket]] = {}
+        self.waiting: set[Channel] = set()  # upgraded, not yet authenticated: shutdown closes them too
 
     def __len__(self) -> int:
         return sum(len(socks) for socks in self._sockets.values())
@@ -183,5 +185,8 @@ class Hub:
         self._sockets.clear()
         for sock in socks:
             sock.close(code, reason)
+        for channel in list(self.waiting):  # their handlers see the close and stop waiting for auth
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionError, RuntimeError):
+                await asyncio.wait_for(channel.close(code=code, message=reason.encode()), CLOSE_TIMEOUT_S)
         if socks:
             await asyncio.wait([asyncio.ensure_future(s.closed.wait()) for s in socks], timeout=CLOSE_TIMEOUT_S + 1)

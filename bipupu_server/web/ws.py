@@ -36,18 +36,22 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     config = app[keys.config]
     # No permessage-deflate: cards are tiny, and a zlib context per socket would cost a lot of
     # memory across thousands of idle phones on a small board.
-    ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, compress=False)
+    # aiohttp refuses frames of max_msg_size and more; frames of exactly 64 KiB are allowed.
+    ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes + 1, compress=False)
     if not ws.can_prepare(request).ok:
         raise BadRequest("/ws speaks WebSocket only: send an Upgrade request", code="websocket_required")
     await ws.prepare(request)
     hub = app[keys.hub]
     sock = None
     try:
+        hub.waiting.add(ws)
         try:
             caller, since = await _authenticate(request, ws)
         except Refused as refused:
             await ws.close(code=refused.code, message=refused.reason.encode())
             return ws
+        finally:
+            hub.waiting.discard(ws)
         transport = request.transport
         sock = Socket(ws, caller.bipupu_id, caller.session_id, queue_size=hub.queue_size,
                       abort=transport.abort if transport is not None else None)
