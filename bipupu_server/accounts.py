@@ -239,13 +239,13 @@ class Accounts:
         user_id = str(uuid.uuid4())
         now = self.clock.time()
 
-        async def insert(tx: Tx) -> dict[str, Any]:
-            bipupu_id = await users.create(tx, users.NewUser(
+        def insert(tx: Tx) -> dict[str, Any]:
+            bipupu_id = users.create(tx, users.NewUser(
                 id=user_id, username=name, username_key=key, password_hash=password_hash,
                 nickname=nick, is_admin=is_admin, created_at=rfc3339(now)))
             result = {"bipupu_id": bipupu_id, "username": name, "nickname": nick}
             if with_session:
-                result.update(await self._open_session(tx, user_id, bipupu_id))
+                result.update(self._open_session(tx, user_id, bipupu_id))
             return result
 
         return await self.db.write(insert)
@@ -281,12 +281,12 @@ class Accounts:
 
     # sessions and tokens
 
-    async def _open_session(self, tx: Tx, user_id: str, bipupu_id: str) -> dict[str, Any]:
+    def _open_session(self, tx: Tx, user_id: str, bipupu_id: str) -> dict[str, Any]:
         session_id = str(uuid.uuid4())
         now = self.clock.time()
         refresh, refresh_exp = self.signer.refresh(session_id)
-        await sessions.create(tx, session_id=session_id, user_id=user_id, now_text=rfc3339(now), expires_ts=refresh_exp)
-        await sessions.add_refresh_token(tx, token_hash=digest(refresh), session_id=session_id,
+        sessions.create(tx, session_id=session_id, user_id=user_id, now_text=rfc3339(now), expires_ts=refresh_exp)
+        sessions.add_refresh_token(tx, token_hash=digest(refresh), session_id=session_id,
                                          issued_ts=int(now), expires_ts=refresh_exp)
         return self._token_pair(bipupu_id, session_id, refresh)
 
@@ -317,8 +317,8 @@ class Accounts:
         if not row["is_active"]:
             raise Forbidden("this account is deactivated", code="account_deactivated")
 
-        async def open_session(tx: Tx) -> dict[str, Any]:
-            return await self._open_session(tx, row["id"], row["bipupu_id"])
+        def open_session(tx: Tx) -> dict[str, Any]:
+            return self._open_session(tx, row["id"], row["bipupu_id"])
 
         tokens = await self.db.write(open_session)
         return {"bipupu_id": row["bipupu_id"], "username": row["username"], "nickname": row["nickname"], **tokens}
@@ -331,22 +331,22 @@ class Accounts:
         token_hash = digest(token)
         now = self.clock.time()
 
-        async def rotate(tx: Tx) -> tuple[str, dict[str, Any]]:
-            row = await sessions.refresh_token(tx, token_hash)
+        def rotate(tx: Tx) -> tuple[str, dict[str, Any]]:
+            row = sessions.refresh_token(tx, token_hash)
             if row is None or row["session_id"] != claims.sid:
                 return "unknown", {}
             if row["revoked_at"] is not None:
                 return "revoked", {}
             if row["rotated_ts"] is None and not row["is_active"]:  # refused, but the token stays unspent
                 return "deactivated", {}
-            if not await sessions.mark_rotated(tx, token_hash, int(now)):
-                await sessions.revoke(tx, claims.sid, now_text=rfc3339(now), why="refresh token reused")
+            if not sessions.mark_rotated(tx, token_hash, int(now)):
+                sessions.revoke(tx, claims.sid, now_text=rfc3339(now), why="refresh token reused")
                 return "reused", {}
             new_refresh, new_exp = self.signer.refresh(claims.sid)
-            await sessions.add_refresh_token(tx, token_hash=digest(new_refresh), session_id=claims.sid,
+            sessions.add_refresh_token(tx, token_hash=digest(new_refresh), session_id=claims.sid,
                                              issued_ts=int(now), expires_ts=new_exp)
-            await sessions.touch(tx, claims.sid, now_text=rfc3339(now), expires_ts=new_exp)
-            await sessions.delete_lapsed_tokens(tx, int(now))
+            sessions.touch(tx, claims.sid, now_text=rfc3339(now), expires_ts=new_exp)
+            sessions.delete_lapsed_tokens(tx, int(now))
             return "ok", self._token_pair(row["bipupu_id"], claims.sid, new_refresh)
 
         # The reuse revocation must be committed, so outcomes are returned rather than raised.
@@ -393,10 +393,10 @@ class Accounts:
             raise Unauthorized("log out needs an access token or a refresh_token", code="missing_token")
         now_text = rfc3339(self.clock.time())
 
-        async def revoke(tx: Tx) -> list[str]:
+        def revoke(tx: Tx) -> list[str]:
             if everywhere:
-                return await sessions.revoke_all(tx, user_id, now_text=now_text, why="logged out everywhere")
-            changed = await sessions.revoke(tx, session_id, now_text=now_text, why="logged out")
+                return sessions.revoke_all(tx, user_id, now_text=now_text, why="logged out everywhere")
+            changed = sessions.revoke(tx, session_id, now_text=now_text, why="logged out")
             return [session_id] if changed else []
 
         return await self.db.write(revoke)
@@ -411,8 +411,8 @@ class Accounts:
 
     async def update_me(self, principal: Principal, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply a partial profile update (already validated by PROFILE_RULES)."""
-        async def update(tx: Tx) -> None:
-            await users.update_profile(tx, principal.user_id, changes)
+        def update(tx: Tx) -> None:
+            users.update_profile(tx, principal.user_id, changes)
 
         await self.db.write(update)
         return await self.me(principal)
@@ -439,9 +439,9 @@ class Accounts:
         password_hash = await self.hasher.hash(password)
         now_text = rfc3339(self.clock.time())
 
-        async def update(tx: Tx) -> list[str]:
-            await users.set_password_hash(tx, user_id, password_hash)
-            return await sessions.revoke_all(tx, user_id, now_text=now_text, why="password changed", keep=keep_session)
+        def update(tx: Tx) -> list[str]:
+            users.set_password_hash(tx, user_id, password_hash)
+            return sessions.revoke_all(tx, user_id, now_text=now_text, why="password changed", keep=keep_session)
 
         return await self.db.write(update)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,15 +14,18 @@ from aiohttp import web
 
 from . import keys
 from .accounts import Accounts, PasswordHasher
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, resolve_zone
 from .config import Config
 from .contacts import Contacts
 from .hub import Hub
 from .ids import MessageIds
 from .mailbox import Mailbox
+from .services.broadcast import Broadcaster
+from .services.catalog import Services
+from .services.scheduler import Scheduler
 from .store import messages
 from .store.db import Database
-from .web import auth, contacts, health, me, messages as messages_web, openapi, ws
+from .web import auth, contacts, health, me, messages as messages_web, openapi, services as services_web, ws
 from .web.middleware import error_middleware
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ ROUTES = [
     ("PUT", "/me", me.put_me),
     ("PUT", "/me/password", me.put_password),
     ("GET", "/users/{bipupu_id}", me.get_user),
+    ("GET", "/services", services_web.listing),
     ("POST", "/messages", messages_web.send),
     ("GET", "/messages", messages_web.mailbox),
     ("GET", "/messages/{message_id}", messages_web.get_message),
@@ -90,12 +96,25 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def mailbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Postcards need the database open: message ids continue after the newest stored one."""
-    db, clock = app[keys.db], app[keys.clock]
+    """Postcards and services need the database open: message ids continue after the newest stored one."""
+    db, clock, config = app[keys.db], app[keys.clock], app[keys.config]
+    zone = app[keys.zone] = await asyncio.to_thread(resolve_zone, config.timezone)
     ids = MessageIds(clock, await messages.newest_id(db))
-    app[keys.mailbox] = Mailbox(db, clock, app[keys.hub], ids, app[keys.config])
+    services = app[keys.services] = Services(db, clock, zone, ids)
+    app[keys.mailbox] = Mailbox(db, clock, app[keys.hub], ids, config, zone, services)
     app[keys.contacts] = Contacts(db, clock)
+    app[keys.broadcaster] = Broadcaster(db, clock, zone, app[keys.hub], ids)
     yield
+
+
+async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The daily broadcasts: first tick at start-up (catching up a send time missed while off)."""
+    scheduler = app[keys.scheduler] = Scheduler(app[keys.db], app[keys.broadcaster], app[keys.clock], app[keys.zone])
+    task = asyncio.create_task(scheduler.run(), name="bipupu-scheduler")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def close_sockets(app: web.Application) -> None:
@@ -110,7 +129,7 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     app[keys.clock] = clock or SystemClock()
     app[keys.started_at] = app[keys.clock].monotonic()
     app[keys.hub] = Hub(max_per_user=config.ws_max_per_user, queue_size=config.ws_queue_size)
-    app.cleanup_ctx.extend([database_ctx, mailbox_ctx])
+    app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx])
     app.on_shutdown.append(close_sockets)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

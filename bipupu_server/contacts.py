@@ -42,8 +42,8 @@ class Contacts:
         alias = check_alias(alias)
         now_text = rfc3339(self.clock.time())
 
-        async def add(tx: Tx) -> None:
-            await social.add_contact(tx, me, contact_id, alias, now_text)
+        def add(tx: Tx) -> None:
+            social.add_contact(tx, me, contact_id, alias, now_text)
 
         try:
             await self.db.write(add)
@@ -57,16 +57,16 @@ class Contacts:
     async def rename(self, me: str, contact_id: str, alias: Any) -> dict[str, Any]:
         alias = check_alias(alias)
 
-        async def rename(tx: Tx) -> bool:
-            return await social.set_alias(tx, me, contact_id, alias)
+        def rename(tx: Tx) -> bool:
+            return social.set_alias(tx, me, contact_id, alias)
 
         if not await self.db.write(rename):
             raise NotFound("not in your contacts", code="contact_not_found")
         return await social.contact(self.db, me, contact_id)
 
     async def remove(self, me: str, contact_id: str) -> None:
-        async def remove(tx: Tx) -> bool:
-            return await social.remove_contact(tx, me, contact_id)
+        def remove(tx: Tx) -> bool:
+            return social.remove_contact(tx, me, contact_id)
 
         if not await self.db.write(remove):
             raise NotFound("not in your contacts", code="contact_not_found")
@@ -75,8 +75,8 @@ class Contacts:
         blocked_id = await self._other_user(me, blocked_id, "blocked_id")
         now_text = rfc3339(self.clock.time())
 
-        async def block(tx: Tx) -> None:
-            await social.add_block(tx, me, blocked_id, now_text)
+        def block(tx: Tx) -> None:
+            social.add_block(tx, me, blocked_id, now_text)
 
         try:
             await self.db.write(block)
@@ -88,8 +88,8 @@ class Contacts:
         return await social.blocks(self.db, me)
 
     async def unblock(self, me: str, blocked_id: str) -> None:
-        async def unblock(tx: Tx) -> bool:
-            return await social.remove_block(tx, me, blocked_id)
+        def unblock(tx: Tx) -> bool:
+            return social.remove_block(tx, me, blocked_id)
 
         if not await self.db.write(unblock):
             raise NotFound("not blocked", code="block_not_found")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from aiohttp import web
 
 from .accounts import Accounts
@@ -10,6 +12,9 @@ from .config import Config
 from .contacts import Contacts
 from .hub import Hub
 from .mailbox import Mailbox
+from .services.broadcast import Broadcaster
+from .services.catalog import Services
+from .services.scheduler import Scheduler
 from .store.db import Database
 
 config = web.AppKey("config", Config)
@@ -20,3 +25,7 @@ started_at = web.AppKey("started_at", float)  # clock.monotonic() at start-up
 hub = web.AppKey("hub", Hub)
 mailbox = web.AppKey("mailbox", Mailbox)
 contacts = web.AppKey("contacts", Contacts)
+zone = web.AppKey("zone", tzinfo)  # BIPUPU_TIMEZONE, resolved at start-up: days of quotas and broadcasts
+services = web.AppKey("services", Services)
+broadcaster = web.AppKey("broadcaster", Broadcaster)
+scheduler = web.AppKey("scheduler", Scheduler)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,6 +16,9 @@ from .ids import MessageIds, floor_id, is_message_id
 from .ratelimit import TokenBucket
 from .store import messages, social
 from .store.db import Database, Tx
+
+if TYPE_CHECKING:
+    from .services.catalog import Services
 
 CONTENT_MAX = 500
 USER_MSG_TYPES = ("USER_POSTCARD", "VOICE_TRANSCRIPT")
@@ -147,12 +149,14 @@ def message_view(row: dict[str, Any]) -> dict[str, Any]:
 class Mailbox:
     """Postcards between users: who may write to whom, and what each mailbox shows."""
 
-    def __init__(self, db: Database, clock: Clock, hub: Hub, ids: MessageIds, config: Config):
+    def __init__(self, db: Database, clock: Clock, hub: Hub, ids: MessageIds, config: Config, zone: tzinfo,
+                 services: Services):
         self.db = db
         self.clock = clock
         self.hub = hub
         self.ids = ids
-        self.zone = ZoneInfo(config.timezone) if config.timezone else None
+        self.zone = zone
+        self.services = services
         self.stranger_daily = config.stranger_daily_limit
         self.rate_limit = config.rate_limit
         self.send_bucket = TokenBucket(config.send_burst, config.send_refill_s, clock, enabled=config.rate_limit)
@@ -172,6 +176,8 @@ class Mailbox:
                 return message_view(earlier), False
         if receiver_id == sender:
             raise Invalid("a card cannot be sent to yourself", code="self_message", field="receiver_id")
+        if SERVICE_ID.fullmatch(receiver_id):
+            return await self._command(sender, receiver_id, content, msg_type, pattern_json, client_msg_id)
         receiver = await social.recipient(self.db, receiver_id, sender) if BIPUPU_ID.fullmatch(receiver_id) else None
         if receiver is None or not receiver["is_active"]:
             raise NotFound("no such receiver", code="receiver_not_found", field="receiver_id")
@@ -183,10 +189,10 @@ class Mailbox:
         # A block or contacts-only privacy drops the card silently: the sender cannot tell.
         dropped = bool(receiver["blocked"]) or (receiver["privacy"] == "contacts_only" and not receiver["trusted"])
 
-        async def store(tx: Tx) -> dict[str, Any]:
+        def store(tx: Tx) -> dict[str, Any]:
             row = {"id": self.ids.next(), "sender_id": sender, "receiver_id": receiver_id, "content": content,
                    "msg_type": msg_type, "pattern": pattern_json, "created_at": rfc3339(self.clock.time())}
-            await messages.insert(tx, messages.NewMessage(**row, client_msg_id=client_msg_id, dropped=dropped))
+            messages.insert(tx, messages.NewMessage(**row, client_msg_id=client_msg_id, dropped=dropped))
             return row
 
         try:
@@ -199,8 +205,32 @@ class Mailbox:
             self.hub.publish(receiver_id, message)  # after commit, before any other await: id order holds
         return message, True
 
+    async def _command(self, sender: str, service_id: str, content: str, msg_type: str, pattern_json: str,
+                       client_msg_id: str | None) -> tuple[dict[str, Any], bool]:
+        """A card to a service: kept in the sender's outbox, answered by the service in the same commit."""
+        service = await self.services.active(service_id)
+        if service is None:
+            raise NotFound("no such receiver", code="receiver_not_found", field="receiver_id")
+        wait = self.send_bucket.take(sender)
+        if wait is not None:
+            raise RateLimited("you are sending too fast; slow down", wait)
+
+        def store(tx: Tx) -> tuple[dict[str, Any], dict[str, Any]]:
+            card = {"id": self.ids.next(), "sender_id": sender, "receiver_id": service_id, "content": content,
+                    "msg_type": msg_type, "pattern": pattern_json, "created_at": rfc3339(self.clock.time())}
+            messages.insert(tx, messages.NewMessage(**card, client_msg_id=client_msg_id, dropped=False))
+            return card, self.services.answer(tx, sender, service, content)
+
+        try:
+            card, reply = await self.db.write(store)
+        except messages.DuplicateClientId:
+            earlier = await messages.by_client_id(self.db, sender, client_msg_id)
+            return message_view(earlier), False
+        self.hub.publish(sender, message_view(reply))
+        return message_view(card), True
+
     async def _check_stranger_quota(self, sender: str, receiver_id: str) -> None:
-        now = datetime.fromtimestamp(self.clock.time(), self.zone).astimezone(self.zone)
+        now = datetime.fromtimestamp(self.clock.time(), self.zone)
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         sent_today = await messages.count_sent_since(self.db, sender, receiver_id,
                                                      floor_id(int(midnight.timestamp() * 1000)))
@@ -235,8 +265,8 @@ class Mailbox:
         return message_view(row)
 
     async def delete(self, me: str, message_id: str) -> None:
-        async def remove(tx: Tx) -> bool:
-            return await messages.remove_from_mailbox(tx, me, message_id)
+        def remove(tx: Tx) -> bool:
+            return messages.remove_from_mailbox(tx, me, message_id)
 
         if not is_message_id(message_id) or not await self.db.write(remove):
             raise NotFound("no such message in your mailbox", code="message_not_found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -21,6 +22,7 @@ class FakeClock:
     def __init__(self, start: float = 1_790_000_000.0):
         self.wall = start
         self.mono = 1000.0
+        self._moved: asyncio.Event | None = None
 
     def time(self) -> float:
         return self.wall
@@ -28,12 +30,24 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.mono
 
+    async def sleep(self, seconds: float) -> None:
+        """Sleep until the test moves the clock (by any amount): sleepers then look again."""
+        if self._moved is None or self._moved.is_set():
+            self._moved = asyncio.Event()
+        await self._moved.wait()
+
+    def _wake(self) -> None:
+        if self._moved is not None:
+            self._moved.set()
+
     def advance(self, seconds: float) -> None:
         self.wall += seconds
         self.mono += seconds
+        self._wake()
 
     def set_wall(self, value: float) -> None:
         self.wall = value
+        self._wake()
 
 
 @pytest.fixture

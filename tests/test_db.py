@@ -32,8 +32,8 @@ async def test_concurrent_writes_share_commits(database):
     before = database.commits
 
     def insert(n):
-        async def job(tx: Tx):
-            await tx.execute("INSERT INTO t (n) VALUES (?)", (n,))
+        def job(tx: Tx):
+            tx.execute("INSERT INTO t (n) VALUES (?)", (n,))
             return n
         return job
 
@@ -46,11 +46,11 @@ async def test_concurrent_writes_share_commits(database):
 async def test_failing_job_rolls_back_alone(database):
     await database.write(lambda tx: tx.execute("CREATE TABLE t (n INTEGER UNIQUE)"))
 
-    async def good(tx: Tx):
-        await tx.execute("INSERT INTO t (n) VALUES (1)")
+    def good(tx: Tx):
+        tx.execute("INSERT INTO t (n) VALUES (1)")
 
-    async def bad(tx: Tx):
-        await tx.execute("INSERT INTO t (n) VALUES (2)")
+    def bad(tx: Tx):
+        tx.execute("INSERT INTO t (n) VALUES (2)")
         raise Conflict("no")
 
     outcomes = await asyncio.gather(database.write(good), database.write(bad), return_exceptions=True)
@@ -132,10 +132,10 @@ async def test_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypa
 
 
 async def test_identity_columns_and_counter_are_guarded_by_the_schema(database):
-    async def add_user(tx: Tx):
-        await tx.execute("INSERT INTO users (id, bipupu_id, username, username_key, password_hash, nickname, created_at)"
+    def add_user(tx: Tx):
+        tx.execute("INSERT INTO users (id, bipupu_id, username, username_key, password_hash, nickname, created_at)"
                          " VALUES ('u1', '00000001', 'a_b', 'a_b', 'x', 'a', '2026-01-01T00:00:00Z')")
-        await tx.execute("UPDATE counters SET value = 1 WHERE name = 'bipupu_id'")
+        tx.execute("UPDATE counters SET value = 1 WHERE name = 'bipupu_id'")
 
     await database.write(add_user)
     for statement in ("UPDATE users SET bipupu_id = '00000009'", "UPDATE users SET username = 'zz_z'",

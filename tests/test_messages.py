@@ -332,8 +332,8 @@ async def test_every_message_route_needs_a_token(client, method, path):
     pytest.param("００００００03", id="fullwidth-digits"),
     pytest.param(" 00000003", id="leading-space"),
     pytest.param("", id="empty"),
-    pytest.param("cosmic.fortune", id="service-like"),
-    pytest.param("bipupu.notice", id="other-service-like"),
+    pytest.param("cosmic.nothing", id="unknown-service"),
+    pytest.param("weather.daily", id="other-unknown-service"),
 ])
 async def test_unknown_or_malformed_receiver_is_404_receiver_not_found(client, alice, bob, receiver_id):
     resp = await post_card(client, alice, receiver_id)

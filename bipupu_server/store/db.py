@@ -6,7 +6,8 @@ import asyncio
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import aiosqlite
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # version -> SQL that upgrades a database from version-1 to version. schema.sql is always the
 # result of applying all of them; add the change to both.
 MIGRATIONS: dict[int, str] = {
@@ -55,6 +56,56 @@ CREATE TABLE user_blocks (
     PRIMARY KEY (blocker_id, blocked_id)
 ) STRICT, WITHOUT ROWID;
 """,
+    3: """-- Service accounts: cards to them are commands; they answer and broadcast as COSMIC_BROADCAST.
+-- kind: 'fortune' (a generated daily fortune), 'notice' (reaches every active user, no
+-- subscription), 'custom' (sends daily_content every day when it is set).
+CREATE TABLE services (
+    id             TEXT PRIMARY KEY
+                   CHECK (id GLOB '[a-z]*.[a-z]*' AND id NOT GLOB '*[^a-z0-9_.]*'),
+    name           TEXT NOT NULL,
+    description    TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('fortune', 'notice', 'custom')),
+    commands       TEXT NOT NULL,               -- JSON {"subscribe": [...], "unsubscribe": [...], "help": [...]}
+    send_time      TEXT NOT NULL DEFAULT '00:00' CHECK (send_time GLOB '[0-2][0-9]:[0-5][0-9]'),
+    daily_content  TEXT,
+    is_active      INTEGER NOT NULL DEFAULT 1 CHECK (is_active IN (0, 1)),
+    created_at     TEXT NOT NULL
+) STRICT;
+INSERT INTO services (id, name, description, kind, commands, created_at) VALUES
+    ('cosmic.fortune', '宇宙运势', '每天一份属于你的运势：宜忌、幸运色和幸运数字，幸运色会点亮你的 pupu。', 'fortune',
+     '{"subscribe": ["TD", "订阅", "SUB"], "unsubscribe": ["退订", "STOP", "UNSUB"], "help": ["?", "HELP", "帮助"]}',
+     strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    ('bipupu.notice', '系统通知', '来自 Bipupu 管理员的公告，发给每一位用户。', 'notice',
+     '{"subscribe": ["TD", "订阅", "SUB"], "unsubscribe": ["退订", "STOP", "UNSUB"], "help": ["?", "HELP", "帮助"]}',
+     strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
+
+CREATE TABLE subscriptions (
+    service_id  TEXT NOT NULL REFERENCES services (id),
+    bipupu_id   TEXT NOT NULL REFERENCES users (bipupu_id),
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (service_id, bipupu_id)
+) STRICT, WITHOUT ROWID;
+
+-- One row per (service, local day, user) that got that day's broadcast: the primary key is
+-- what makes the daily broadcast exactly-once across restarts, clock jumps and double ticks.
+CREATE TABLE daily_deliveries (
+    service_id  TEXT NOT NULL,
+    day         TEXT NOT NULL,                  -- YYYY-MM-DD in BIPUPU_TIMEZONE
+    bipupu_id   TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    PRIMARY KEY (service_id, day, bipupu_id)
+) STRICT, WITHOUT ROWID;
+
+-- A day's broadcast of a service that ran to its end (an unfinished one resumes at start-up).
+CREATE TABLE broadcast_runs (
+    service_id   TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    finished_at  TEXT NOT NULL,
+    sent         INTEGER NOT NULL,
+    duration_s   REAL NOT NULL,
+    PRIMARY KEY (service_id, day)
+) STRICT, WITHOUT ROWID;
+""",
 }
 
 BUSY_TIMEOUT_MS = 5000
@@ -73,77 +124,88 @@ def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
     return {col[0]: value for col, value in zip(cursor.description, row)}
 
 
-async def _configure(conn: aiosqlite.Connection, *, writer: bool) -> None:
+def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.row_factory = _row_dict
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    if writer:
-        mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
-        if mode and next(iter(mode.values())) != "wal":
-            raise DatabaseError("cannot switch the database to WAL mode")
-        # A commit is on disk before it is acknowledged; group commit keeps this affordable.
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.execute("PRAGMA journal_size_limit = 67108864")
-    else:
-        await conn.execute("PRAGMA query_only = ON")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if next(iter(mode.values())) != "wal":
+        raise DatabaseError("cannot switch the database to WAL mode")
+    # A commit is on disk before it is acknowledged; group commit keeps this affordable.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA journal_size_limit = 67108864")
 
 
 class Tx:
-    """The writer connection as seen by one write job, inside the batch transaction."""
+    """The writer connection as one write job sees it: inside the batch transaction, on the writer thread."""
 
-    def __init__(self, conn: aiosqlite.Connection):
+    def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
 
-    async def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
+    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        cursor = await self._conn.execute(sql, _params(params))
-        return cursor.rowcount
+        return self._conn.execute(sql, _params(params)).rowcount
 
-    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        await self._conn.executemany(sql, [tuple(r) for r in rows])
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._conn.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
-        rows = await self._conn.execute_fetchall(sql, _params(params))
-        return rows[0] if rows else None
+    def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
+        return self._conn.execute(sql, _params(params)).fetchone()
 
-    async def fetchall(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
-        return list(await self._conn.execute_fetchall(sql, _params(params)))
+    def fetchall(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        return self._conn.execute(sql, _params(params)).fetchall()
 
 
-WriteJob = Callable[[Tx], Awaitable[T]]
+WriteJob = Callable[[Tx], T]
 
 
 class Database:
-    """One SQLite file: a reader connection, and a writer task that group-commits write jobs."""
+    """One SQLite file: an aiosqlite reader, and one writer thread that group-commits write jobs.
+
+    A write job is a plain function of a Tx. The writer task collects the jobs queued meanwhile
+    and runs them as one batch on its own thread: BEGIN IMMEDIATE, a savepoint per job, one
+    COMMIT (one fsync). A batch never waits on the event loop, so nothing the loop does can
+    hold a write lock open, and a batch costs one thread hop however many statements it runs.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._reader: aiosqlite.Connection | None = None
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bipupu-writer")
         self._queue: asyncio.Queue[tuple[WriteJob, asyncio.Future]] = asyncio.Queue()
         self._writer_task: asyncio.Task | None = None
         self.commits = 0  # batches committed; jobs/commits shows how well group commit works
 
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
     async def open(self) -> None:
         """Open both connections, bring the schema up to date, and start the writer."""
         try:
-            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await _configure(self._writer, writer=True)
-            await self._migrate()
+            await self._on_writer(self._open_writer)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await _configure(self._reader, writer=False)
+            self._reader.row_factory = _row_dict
+            for pragma in (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys = ON",
+                           "PRAGMA query_only = ON"):
+                await self._reader.execute(pragma)
         except sqlite3.DatabaseError as exc:
-            await self._close_connections()
+            await self._close_connections(checkpoint=False)
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
         except DatabaseError:
-            await self._close_connections()
+            await self._close_connections(checkpoint=False)
             raise
         self._writer_task = asyncio.create_task(self._write_loop(), name="bipupu-db-writer")
 
-    async def _migrate(self) -> None:
+    def _open_writer(self) -> None:
+        self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        _configure_writer(self._writer)
+        self._migrate()
+
+    def _migrate(self) -> None:
         conn = self._writer
         assert conn is not None
-        version = next(iter((await (await conn.execute("PRAGMA user_version")).fetchone()).values()))
+        version = conn.execute("PRAGMA user_version").fetchone()["user_version"]
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"database {self.path} has schema version {version}, newer than this server's "
@@ -152,19 +214,18 @@ class Database:
         if version == SCHEMA_VERSION:
             return
         if version == 0:
-            tables = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if tables:
+            if conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
                 raise DatabaseError(f"{self.path} is an SQLite database but not a Bipupu one (user_version 0)")
-            steps = [(SCHEMA_VERSION, await asyncio.to_thread(_read_schema))]
+            steps = [(SCHEMA_VERSION, _read_schema())]
         else:
             steps = [(n, MIGRATIONS[n]) for n in range(version + 1, SCHEMA_VERSION + 1)]
         for target, sql in steps:
             log.info("database schema: upgrading to version %d", target)
             try:
-                await conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {target};\nCOMMIT;")
+                conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {target};\nCOMMIT;")
             except sqlite3.Error:
                 if conn.in_transaction:
-                    await conn.rollback()
+                    conn.rollback()
                 raise
 
     async def close(self) -> None:
@@ -177,18 +238,26 @@ class Database:
             except asyncio.CancelledError:
                 pass
             self._writer_task = None
+        await self._close_connections()
+        self._thread.shutdown(wait=True)
+
+    async def _close_connections(self, *, checkpoint: bool = True) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._writer is not None:
+            await self._on_writer(self._close_writer, checkpoint)
+
+    def _close_writer(self, checkpoint: bool) -> None:
+        conn, self._writer = self._writer, None
+        if conn is None:
+            return
+        if checkpoint:
             try:
-                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint at close failed: %s", exc)
-        await self._close_connections()
-
-    async def _close_connections(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        conn.close()
 
     # Reads: on their own connection, seeing only committed data.
 
@@ -204,10 +273,10 @@ class Database:
             raise DatabaseError("database is closed")
         return self._reader
 
-    # Writes: every one funnels through the writer task.
+    # Writes: every one funnels through the writer.
 
     async def write(self, job: WriteJob[T]) -> T:
-        """Run `job` inside a write transaction; returns its result once it is committed to disk."""
+        """Run `job(tx)` inside a write transaction; returns its result once it is committed to disk."""
         if self._writer_task is None:
             raise DatabaseError("database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -220,64 +289,49 @@ class Database:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._run_batch(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                outcomes = await self._on_writer(self._run_batch, [job for job, _ in batch])
+            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is on disk
+                outcomes = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes):
+                if not future.done():
+                    future.set_result(value) if ok else future.set_exception(value)
+                self._queue.task_done()
 
-    async def _run_batch(self, batch: list[tuple[WriteJob, asyncio.Future]]) -> None:
+    def _run_batch(self, jobs: list[WriteJob]) -> list[tuple[bool, Any]]:
         """One transaction for the whole batch, one savepoint per job, one fsync at COMMIT."""
         conn = self._writer
-        assert conn is not None
+        if conn is None:
+            raise DatabaseError("database is closed")
         tx = Tx(conn)
         outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            _settle_all(batch, exc)
-            return
-        try:
-            for job, _ in batch:
-                await conn.execute("SAVEPOINT job")
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
                 try:
-                    result = await job(tx)
+                    result = job(tx)
                 except Exception as exc:  # the job's own failure undoes only that job
-                    await conn.execute("ROLLBACK TO job")
-                    await conn.execute("RELEASE job")
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
                     outcomes.append((False, exc))
                 else:
-                    await conn.execute("RELEASE job")
+                    conn.execute("RELEASE job")
                     outcomes.append((True, result))
-            await conn.execute("COMMIT")
-            self.commits += 1
-        except BaseException as exc:
-            try:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-            except sqlite3.Error as rollback_exc:
-                log.error("rollback after failed batch failed: %s", rollback_exc)
-            _settle_all(batch, exc if isinstance(exc, Exception) else DatabaseError("write cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), (ok, value) in zip(batch, outcomes):
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    log.error("rollback after a failed batch failed: %s", exc)
+            raise
+        self.commits += 1
+        return outcomes
 
 
 def _params(params: Iterable[Any] | Mapping[str, Any]) -> tuple | Mapping[str, Any]:
     """Positional parameters as a tuple; named ones (a mapping) as they are."""
     return params if isinstance(params, Mapping) else tuple(params)
-
-
-def _settle_all(batch: list[tuple[WriteJob, asyncio.Future]], exc: BaseException) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
 
 
 def _read_schema() -> str:

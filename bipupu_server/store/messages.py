@@ -29,9 +29,9 @@ class DuplicateClientId(Exception):
     """The sender already used this client_msg_id."""
 
 
-async def insert(tx: Tx, message: NewMessage) -> None:
+def insert(tx: Tx, message: NewMessage) -> None:
     try:
-        await tx.execute(
+        tx.execute(
             f"INSERT INTO messages ({COLUMNS}, client_msg_id, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (message.id, message.sender_id, message.receiver_id, message.content, message.msg_type, message.pattern,
              message.created_at, message.client_msg_id, int(not message.dropped), int(message.dropped)),
@@ -42,20 +42,20 @@ async def insert(tx: Tx, message: NewMessage) -> None:
         raise
 
 
-async def insert_many(tx: Tx, rows: list[NewMessage]) -> None:
+def insert_many(tx: Tx, rows: list[NewMessage]) -> None:
     """Insert delivered cards in one statement batch (broadcast fan-out)."""
-    await tx.executemany(
+    tx.executemany(
         f"INSERT INTO messages ({COLUMNS}, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0)",
         [(m.id, m.sender_id, m.receiver_id, m.content, m.msg_type, m.pattern, m.created_at) for m in rows],
     )
 
 
-async def newest_id(db: Database | Tx) -> str | None:
+async def newest_id(db: Database) -> str | None:
     row = await db.fetchone("SELECT max(id) AS id FROM messages")
     return row["id"]
 
 
-async def by_client_id(db: Database | Tx, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
+async def by_client_id(db: Database, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
     return await db.fetchone(
         f"SELECT {COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?", (sender_id, client_msg_id))
 
@@ -117,9 +117,9 @@ async def visible_one(db: Database, me: str, message_id: str) -> dict[str, Any] 
         {"id": message_id, "me": me})
 
 
-async def remove_from_mailbox(tx: Tx, me: str, message_id: str) -> bool:
+def remove_from_mailbox(tx: Tx, me: str, message_id: str) -> bool:
     """Take a card out of the caller's mailbox (inbox, outbox or both); False if it was not there."""
-    changed = await tx.execute(
+    changed = tx.execute(
         "UPDATE messages SET in_inbox = CASE WHEN receiver_id = :me THEN 0 ELSE in_inbox END,"
         " in_outbox = CASE WHEN sender_id = :me THEN 0 ELSE in_outbox END"
         " WHERE id = :id AND ((receiver_id = :me AND in_inbox = 1) OR (sender_id = :me AND in_outbox = 1))",

@@ -7,23 +7,23 @@ from typing import Any
 from .db import Database, Tx
 
 
-async def create(tx: Tx, *, session_id: str, user_id: str, now_text: str, expires_ts: int) -> None:
-    await tx.execute(
+def create(tx: Tx, *, session_id: str, user_id: str, now_text: str, expires_ts: int) -> None:
+    tx.execute(
         "INSERT INTO sessions (id, user_id, created_at, refreshed_at, expires_ts) VALUES (?, ?, ?, ?, ?)",
         (session_id, user_id, now_text, now_text, expires_ts),
     )
 
 
-async def add_refresh_token(tx: Tx, *, token_hash: str, session_id: str, issued_ts: int, expires_ts: int) -> None:
-    await tx.execute(
+def add_refresh_token(tx: Tx, *, token_hash: str, session_id: str, issued_ts: int, expires_ts: int) -> None:
+    tx.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, issued_ts, expires_ts) VALUES (?, ?, ?, ?)",
         (token_hash, session_id, issued_ts, expires_ts),
     )
 
 
-async def refresh_token(tx: Tx, token_hash: str) -> dict[str, Any] | None:
+def refresh_token(tx: Tx, token_hash: str) -> dict[str, Any] | None:
     """The refresh token row joined with its session and user."""
-    return await tx.fetchone(
+    return tx.fetchone(
         "SELECT t.session_id, t.expires_ts AS token_expires_ts, t.rotated_ts, s.user_id, s.revoked_at,"
         " u.bipupu_id, u.is_active FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
         " JOIN users u ON u.id = s.user_id WHERE t.token_hash = ?",
@@ -31,16 +31,16 @@ async def refresh_token(tx: Tx, token_hash: str) -> dict[str, Any] | None:
     )
 
 
-async def mark_rotated(tx: Tx, token_hash: str, now_ts: int) -> bool:
+def mark_rotated(tx: Tx, token_hash: str, now_ts: int) -> bool:
     """Mark a refresh token as used; False if it already was."""
-    changed = await tx.execute(
+    changed = tx.execute(
         "UPDATE refresh_tokens SET rotated_ts = ? WHERE token_hash = ? AND rotated_ts IS NULL", (now_ts, token_hash)
     )
     return changed == 1
 
 
-async def touch(tx: Tx, session_id: str, *, now_text: str, expires_ts: int) -> None:
-    await tx.execute("UPDATE sessions SET refreshed_at = ?, expires_ts = ? WHERE id = ?", (now_text, expires_ts, session_id))
+def touch(tx: Tx, session_id: str, *, now_text: str, expires_ts: int) -> None:
+    tx.execute("UPDATE sessions SET refreshed_at = ?, expires_ts = ? WHERE id = ?", (now_text, expires_ts, session_id))
 
 
 async def for_access(db: Database, session_id: str) -> dict[str, Any] | None:
@@ -52,25 +52,25 @@ async def for_access(db: Database, session_id: str) -> dict[str, Any] | None:
     )
 
 
-async def revoke(tx: Tx, session_id: str, *, now_text: str, why: str) -> int:
-    return await tx.execute(
+def revoke(tx: Tx, session_id: str, *, now_text: str, why: str) -> int:
+    return tx.execute(
         "UPDATE sessions SET revoked_at = ?, revoked_why = ? WHERE id = ? AND revoked_at IS NULL",
         (now_text, why, session_id),
     )
 
 
-async def revoke_all(tx: Tx, user_id: str, *, now_text: str, why: str, keep: str | None = None) -> list[str]:
+def revoke_all(tx: Tx, user_id: str, *, now_text: str, why: str, keep: str | None = None) -> list[str]:
     """Revoke every live session of a user except `keep`; returns the revoked session ids."""
-    rows = await tx.fetchall(
+    rows = tx.fetchall(
         "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?", (user_id, keep)
     )
     ids = [r["id"] for r in rows]
-    await tx.executemany(
+    tx.executemany(
         "UPDATE sessions SET revoked_at = ?, revoked_why = ? WHERE id = ?", [(now_text, why, sid) for sid in ids]
     )
     return ids
 
 
-async def delete_lapsed_tokens(tx: Tx, now_ts: int) -> int:
+def delete_lapsed_tokens(tx: Tx, now_ts: int) -> int:
     """Forget refresh tokens that have lapsed: they can no longer be used nor reused."""
-    return await tx.execute("DELETE FROM refresh_tokens WHERE expires_ts < ?", (now_ts,))
+    return tx.execute("DELETE FROM refresh_tokens WHERE expires_ts < ?", (now_ts,))

@@ -22,9 +22,9 @@ class AlreadyThere(Exception):
     """The pair already exists."""
 
 
-async def add_contact(tx: Tx, owner: str, contact: str, alias: str | None, now_text: str) -> None:
+def add_contact(tx: Tx, owner: str, contact: str, alias: str | None, now_text: str) -> None:
     try:
-        await tx.execute("INSERT INTO trusted_contacts (owner_id, contact_id, alias, created_at) VALUES (?, ?, ?, ?)",
+        tx.execute("INSERT INTO trusted_contacts (owner_id, contact_id, alias, created_at) VALUES (?, ?, ?, ?)",
                          (owner, contact, alias, now_text))
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
@@ -40,23 +40,23 @@ async def contacts(db: Database, owner: str) -> list[dict[str, Any]]:
     return await db.fetchall(f"{CONTACT_VIEW} WHERE c.owner_id = ? ORDER BY c.created_at, c.contact_id", (owner,))
 
 
-async def contact(db: Database | Tx, owner: str, contact_id: str) -> dict[str, Any] | None:
+async def contact(db: Database, owner: str, contact_id: str) -> dict[str, Any] | None:
     return await db.fetchone(f"{CONTACT_VIEW} WHERE c.owner_id = ? AND c.contact_id = ?", (owner, contact_id))
 
 
-async def set_alias(tx: Tx, owner: str, contact_id: str, alias: str | None) -> bool:
-    return await tx.execute("UPDATE trusted_contacts SET alias = ? WHERE owner_id = ? AND contact_id = ?",
+def set_alias(tx: Tx, owner: str, contact_id: str, alias: str | None) -> bool:
+    return tx.execute("UPDATE trusted_contacts SET alias = ? WHERE owner_id = ? AND contact_id = ?",
                             (alias, owner, contact_id)) == 1
 
 
-async def remove_contact(tx: Tx, owner: str, contact_id: str) -> bool:
-    return await tx.execute("DELETE FROM trusted_contacts WHERE owner_id = ? AND contact_id = ?",
+def remove_contact(tx: Tx, owner: str, contact_id: str) -> bool:
+    return tx.execute("DELETE FROM trusted_contacts WHERE owner_id = ? AND contact_id = ?",
                             (owner, contact_id)) == 1
 
 
-async def add_block(tx: Tx, blocker: str, blocked: str, now_text: str) -> None:
+def add_block(tx: Tx, blocker: str, blocked: str, now_text: str) -> None:
     try:
-        await tx.execute("INSERT INTO user_blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)",
+        tx.execute("INSERT INTO user_blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)",
                          (blocker, blocked, now_text))
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
@@ -71,6 +71,6 @@ async def blocks(db: Database, blocker: str) -> list[dict[str, Any]]:
         (blocker,))
 
 
-async def remove_block(tx: Tx, blocker: str, blocked: str) -> bool:
-    return await tx.execute("DELETE FROM user_blocks WHERE blocker_id = ? AND blocked_id = ?",
+def remove_block(tx: Tx, blocker: str, blocked: str) -> bool:
+    return tx.execute("DELETE FROM user_blocks WHERE blocker_id = ? AND blocked_id = ?",
                             (blocker, blocked)) == 1

@@ -27,16 +27,16 @@ class NewUser:
     created_at: str
 
 
-async def create(tx: Tx, user: NewUser) -> str:
+def create(tx: Tx, user: NewUser) -> str:
     """Insert a user with the next bipupu_id; returns that id. Refused usernames use up no number."""
-    row = await tx.fetchone("SELECT value FROM counters WHERE name = 'bipupu_id'")
+    row = tx.fetchone("SELECT value FROM counters WHERE name = 'bipupu_id'")
     number = row["value"] + 1
     if number > MAX_BIPUPU_ID:
         raise Unavailable("all 99,999,999 bipupu_ids are taken; no new account can be created",
                           code="bipupu_id_exhausted")
     bipupu_id = f"{number:08d}"
     try:
-        await tx.execute(
+        tx.execute(
             "INSERT INTO users (id, bipupu_id, username, username_key, password_hash, nickname,"
             " is_admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (user.id, bipupu_id, user.username, user.username_key, user.password_hash,
@@ -46,46 +46,46 @@ async def create(tx: Tx, user: NewUser) -> str:
         if "username_key" in str(exc):
             raise Conflict("this username is taken", code="username_taken", field="username") from None
         raise
-    await tx.execute("UPDATE counters SET value = ? WHERE name = 'bipupu_id'", (number,))
+    tx.execute("UPDATE counters SET value = ? WHERE name = 'bipupu_id'", (number,))
     return bipupu_id
 
 
-async def count(db: Database | Tx) -> int:
+async def count(db: Database) -> int:
     row = await db.fetchone("SELECT count(*) AS n FROM users")
     return row["n"]
 
 
-async def by_username_key(db: Database | Tx, key: str) -> dict[str, Any] | None:
+async def by_username_key(db: Database, key: str) -> dict[str, Any] | None:
     return await db.fetchone(f"SELECT {PUBLIC_COLUMNS}, password_hash FROM users WHERE username_key = ?", (key,))
 
 
-async def by_bipupu_id(db: Database | Tx, bipupu_id: str) -> dict[str, Any] | None:
+async def by_bipupu_id(db: Database, bipupu_id: str) -> dict[str, Any] | None:
     return await db.fetchone(f"SELECT {PUBLIC_COLUMNS} FROM users WHERE bipupu_id = ?", (bipupu_id,))
 
 
-async def by_id(db: Database | Tx, user_id: str) -> dict[str, Any] | None:
+async def by_id(db: Database, user_id: str) -> dict[str, Any] | None:
     return await db.fetchone(f"SELECT {PUBLIC_COLUMNS}, password_hash FROM users WHERE id = ?", (user_id,))
 
 
 PROFILE_FIELDS = ("nickname", "avatar_url", "cosmic_profile", "privacy")
 
 
-async def update_profile(tx: Tx, user_id: str, changes: dict[str, Any]) -> None:
+def update_profile(tx: Tx, user_id: str, changes: dict[str, Any]) -> None:
     """Set the given profile columns (names from PROFILE_FIELDS only)."""
     if not changes:
         return
     names = [name for name in changes if name in PROFILE_FIELDS]
     assert len(names) == len(changes), "update_profile only writes profile fields"
     assignments = ", ".join(f"{name} = ?" for name in names)
-    await tx.execute(f"UPDATE users SET {assignments} WHERE id = ?", [changes[n] for n in names] + [user_id])
+    tx.execute(f"UPDATE users SET {assignments} WHERE id = ?", [changes[n] for n in names] + [user_id])
 
 
-async def set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
-    await tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+def set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
+    tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
 
 
-async def set_flags(tx: Tx, user_id: str, *, is_active: bool | None = None, is_admin: bool | None = None) -> None:
+def set_flags(tx: Tx, user_id: str, *, is_active: bool | None = None, is_admin: bool | None = None) -> None:
     if is_active is not None:
-        await tx.execute("UPDATE users SET is_active = ? WHERE id = ?", (int(is_active), user_id))
+        tx.execute("UPDATE users SET is_active = ? WHERE id = ?", (int(is_active), user_id))
     if is_admin is not None:
-        await tx.execute("UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id))
+        tx.execute("UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id))

@@ -216,6 +216,13 @@ SCHEMAS.update({
     },
 })
 
+SCHEMAS["Service"] = {
+    "type": "object", "additionalProperties": False, "required": ["id", "name", "description", "subscribed"],
+    "properties": {"id": ADDRESS, "name": {"type": "string"}, "description": {"type": "string"},
+                   "subscribed": {"type": "boolean",
+                                  "description": "Always true for notice services, which reach everyone."}},
+}
+
 SECURED = [{"bearer": []}]
 
 
@@ -383,6 +390,11 @@ PATHS: dict[str, dict[str, Any]] = {
         ],
         "responses": {"101": ok("Switching to the WebSocket protocol."),
                       "400": {"$ref": "#/components/responses/E400"}},
+    }},
+    "/services": {"get": {
+        "summary": "The service accounts (send them a card such as TD or HELP) and whether the caller subscribes.",
+        "operationId": "listServices", "tags": ["services"], "security": SECURED,
+        "responses": {"200": array_of("Active services.", "Service"), **errors(401, 403, 503)},
     }},
     "/health": {"get": {
         "summary": "Liveness and database state.", "operationId": "health", "tags": ["operations"],

@@ -1,0 +1,1 @@
+"""Service accounts: commands sent as cards, the daily fortune, broadcasts and their scheduler."""

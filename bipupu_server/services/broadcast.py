@@ -1,0 +1,138 @@
+"""Fan-out: a service's message to many mailboxes, in batches, each committed then pushed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import date, tzinfo
+from typing import Any
+
+import orjson
+
+from ..clock import Clock, rfc3339
+from ..errors import Invalid, NotFound
+from ..hub import Hub
+from ..ids import MessageIds
+from ..mailbox import check_content, check_pattern
+from ..store import messages, services as store
+from ..store.db import Database, Tx
+from .catalog import send_instant
+from .fortune import daily_fortune
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # rows per transaction: big enough to amortise a commit, small enough to keep the loop responsive
+
+
+@dataclass
+class BroadcastStats:
+    """The last fan-out, for /metrics and the admin dashboard."""
+
+    service_id: str | None = None
+    started_at: str | None = None
+    duration_s: float = 0.0
+    sent: int = 0
+
+
+class Broadcaster:
+    """Sends a service's messages to many users: the daily broadcast and "broadcast now"."""
+
+    def __init__(self, db: Database, clock: Clock, zone: tzinfo, hub: Hub, ids: MessageIds):
+        self.db = db
+        self.clock = clock
+        self.zone = zone
+        self.hub = hub
+        self.ids = ids
+        self.last = BroadcastStats()
+        self._lock = asyncio.Lock()  # one fan-out at a time; a second tick waits, then finds nothing to do
+
+    def _row(self, service_id: str, receiver: str, content: str, pattern: str, now_text: str) -> dict[str, Any]:
+        return {"id": self.ids.next(), "sender_id": service_id, "receiver_id": receiver, "content": content,
+                "msg_type": "COSMIC_BROADCAST", "pattern": pattern, "created_at": now_text}
+
+    def _publish(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.hub.publish(row["receiver_id"], {**row, "pattern": orjson.loads(row["pattern"])})
+
+    async def run_daily(self, service: dict[str, Any], day: date) -> int:
+        """Send `day`'s broadcast of `service` to every subscriber that has not had it; exactly once each."""
+        async with self._lock:
+            day_text = day.isoformat()
+            if await store.run_finished(self.db, service["id"], day_text):
+                return 0
+            subscribed_by = rfc3339(send_instant(service, day, self.zone).timestamp())
+            started, started_at = self.clock.monotonic(), rfc3339(self.clock.time())
+            sent, after = 0, ""
+            while True:
+                def batch(tx: Tx, after: str = after) -> list[dict[str, Any]]:
+                    pending = store.pending_daily(tx, service["id"], day_text, subscribed_by, after, BATCH)
+                    now_text = rfc3339(self.clock.time())
+                    rows = []
+                    for subscriber in pending:
+                        content, pattern = self._daily_message(service, day, subscriber)
+                        rows.append(self._row(service["id"], subscriber["bipupu_id"], content, pattern, now_text))
+                    messages.insert_many(tx, [_new(r) for r in rows])
+                    store.record_deliveries(tx, service["id"], day_text,
+                                                  [(r["receiver_id"], r["id"]) for r in rows])
+                    return rows
+
+                rows = await self.db.write(batch)
+                self._publish(rows)
+                sent += len(rows)
+                if len(rows) < BATCH:
+                    break
+                after = rows[-1]["receiver_id"]
+                await asyncio.sleep(0)  # let pings and requests in between batches
+            duration = self.clock.monotonic() - started
+
+            def finish(tx: Tx) -> None:
+                store.finish_run(tx, service["id"], day_text, rfc3339(self.clock.time()), sent, duration)
+
+            await self.db.write(finish)
+            self.last = BroadcastStats(service["id"], started_at, duration, sent)
+            log.info("daily broadcast of %s for %s: %d sent in %.2f s", service["id"], day_text, sent, duration)
+            return sent
+
+    def _daily_message(self, service: dict[str, Any], day: date, subscriber: dict[str, Any]) -> tuple[str, str]:
+        if service["kind"] == "fortune":
+            fortune = daily_fortune(day, subscriber["bipupu_id"], orjson.loads(subscriber["cosmic_profile"]))
+            return fortune.content, orjson.dumps(fortune.pattern).decode()
+        return service["daily_content"], "{}"
+
+    async def broadcast_now(self, service_id: str, content: Any, pattern: Any = None) -> int:
+        """Send one message now: to the service's subscribers, or to every active user for a notice service."""
+        content = check_content(content)
+        pattern_json = check_pattern(pattern)
+        service = await store.by_id(self.db, service_id)
+        if service is None:
+            raise NotFound("no such service", code="service_not_found")
+        if not service["is_active"]:
+            raise Invalid("this service is switched off", code="service_inactive", field="service_id")
+        audience = None if service["kind"] == "notice" else service_id
+        async with self._lock:
+            started, started_at = self.clock.monotonic(), rfc3339(self.clock.time())
+            sent, after = 0, ""
+            while True:
+                def batch(tx: Tx, after: str = after) -> list[dict[str, Any]]:
+                    receivers = store.recipients(tx, audience, after, BATCH)
+                    now_text = rfc3339(self.clock.time())
+                    rows = [self._row(service_id, r, content, pattern_json, now_text) for r in receivers]
+                    messages.insert_many(tx, [_new(r) for r in rows])
+                    return rows
+
+                rows = await self.db.write(batch)
+                self._publish(rows)
+                sent += len(rows)
+                if len(rows) < BATCH:
+                    break
+                after = rows[-1]["receiver_id"]
+                await asyncio.sleep(0)
+            duration = self.clock.monotonic() - started
+            self.last = BroadcastStats(service_id, started_at, duration, sent)
+            log.info("broadcast now from %s: %d sent in %.2f s", service_id, sent, duration)
+            return sent
+
+
+def _new(row: dict[str, Any]) -> messages.NewMessage:
+    return messages.NewMessage(**row, client_msg_id=None, dropped=False)
