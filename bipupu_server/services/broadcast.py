@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import date, tzinfo
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -55,44 +56,49 @@ class Broadcaster:
         for row in rows:
             self.hub.publish(row["receiver_id"], {**row, "pattern": orjson.loads(row["pattern"])})
 
+    async def _fan_out(self, service_id: str, batch: Callable[[Tx, str], list[dict[str, Any]]]) -> int:
+        """Run `batch(tx, after)` until it returns a short batch; each batch is committed, then pushed."""
+        started, started_at = self.clock.monotonic(), rfc3339(self.clock.time())
+        sent, after = 0, ""
+        while True:
+            rows = await self.db.write(functools.partial(batch, after=after))
+            self._publish(rows)
+            sent += len(rows)
+            if len(rows) < BATCH:
+                break
+            after = rows[-1]["receiver_id"]
+            await asyncio.sleep(0)  # let pings and requests in between batches
+        self.last = BroadcastStats(service_id, started_at, self.clock.monotonic() - started, sent)
+        return sent
+
     async def run_daily(self, service: dict[str, Any], day: date) -> int:
         """Send `day`'s broadcast of `service` to every subscriber that has not had it; exactly once each."""
-        async with self._lock:
-            day_text = day.isoformat()
+        day_text = day.isoformat()
+        subscribed_by = rfc3339(send_instant(service, day, self.zone).timestamp())
+
+        def batch(tx: Tx, after: str) -> list[dict[str, Any]]:
+            pending = store.pending_daily(tx, service["id"], day_text, subscribed_by, after, BATCH)
+            now_text = rfc3339(self.clock.time())
+            rows = []
+            for subscriber in pending:
+                content, pattern = self._daily_message(service, day, subscriber)
+                rows.append(self._row(service["id"], subscriber["bipupu_id"], content, pattern, now_text))
+            messages.insert_many(tx, [_new(r) for r in rows])
+            store.record_deliveries(tx, service["id"], day_text, [(r["receiver_id"], r["id"]) for r in rows])
+            return rows
+
+        async with self._lock:  # one fan-out at a time; a second tick waits, then finds the day done
             if await store.run_finished(self.db, service["id"], day_text):
                 return 0
-            subscribed_by = rfc3339(send_instant(service, day, self.zone).timestamp())
-            started, started_at = self.clock.monotonic(), rfc3339(self.clock.time())
-            sent, after = 0, ""
-            while True:
-                def batch(tx: Tx, after: str = after) -> list[dict[str, Any]]:
-                    pending = store.pending_daily(tx, service["id"], day_text, subscribed_by, after, BATCH)
-                    now_text = rfc3339(self.clock.time())
-                    rows = []
-                    for subscriber in pending:
-                        content, pattern = self._daily_message(service, day, subscriber)
-                        rows.append(self._row(service["id"], subscriber["bipupu_id"], content, pattern, now_text))
-                    messages.insert_many(tx, [_new(r) for r in rows])
-                    store.record_deliveries(tx, service["id"], day_text,
-                                                  [(r["receiver_id"], r["id"]) for r in rows])
-                    return rows
-
-                rows = await self.db.write(batch)
-                self._publish(rows)
-                sent += len(rows)
-                if len(rows) < BATCH:
-                    break
-                after = rows[-1]["receiver_id"]
-                await asyncio.sleep(0)  # let pings and requests in between batches
-            duration = self.clock.monotonic() - started
+            sent = await self._fan_out(service["id"], batch)
+            duration = self.last.duration_s
 
             def finish(tx: Tx) -> None:
                 store.finish_run(tx, service["id"], day_text, rfc3339(self.clock.time()), sent, duration)
 
             await self.db.write(finish)
-            self.last = BroadcastStats(service["id"], started_at, duration, sent)
-            log.info("daily broadcast of %s for %s: %d sent in %.2f s", service["id"], day_text, sent, duration)
-            return sent
+        log.info("daily broadcast of %s for %s: %d sent in %.2f s", service["id"], day_text, sent, duration)
+        return sent
 
     def _daily_message(self, service: dict[str, Any], day: date, subscriber: dict[str, Any]) -> tuple[str, str]:
         if service["kind"] == "fortune":
@@ -110,28 +116,18 @@ class Broadcaster:
         if not service["is_active"]:
             raise Invalid("this service is switched off", code="service_inactive", field="service_id")
         audience = None if service["kind"] == "notice" else service_id
-        async with self._lock:
-            started, started_at = self.clock.monotonic(), rfc3339(self.clock.time())
-            sent, after = 0, ""
-            while True:
-                def batch(tx: Tx, after: str = after) -> list[dict[str, Any]]:
-                    receivers = store.recipients(tx, audience, after, BATCH)
-                    now_text = rfc3339(self.clock.time())
-                    rows = [self._row(service_id, r, content, pattern_json, now_text) for r in receivers]
-                    messages.insert_many(tx, [_new(r) for r in rows])
-                    return rows
 
-                rows = await self.db.write(batch)
-                self._publish(rows)
-                sent += len(rows)
-                if len(rows) < BATCH:
-                    break
-                after = rows[-1]["receiver_id"]
-                await asyncio.sleep(0)
-            duration = self.clock.monotonic() - started
-            self.last = BroadcastStats(service_id, started_at, duration, sent)
-            log.info("broadcast now from %s: %d sent in %.2f s", service_id, sent, duration)
-            return sent
+        def batch(tx: Tx, after: str) -> list[dict[str, Any]]:
+            now_text = rfc3339(self.clock.time())
+            rows = [self._row(service_id, receiver, content, pattern_json, now_text)
+                    for receiver in store.recipients(tx, audience, after, BATCH)]
+            messages.insert_many(tx, [_new(r) for r in rows])
+            return rows
+
+        async with self._lock:
+            sent = await self._fan_out(service_id, batch)
+        log.info("broadcast now from %s: %d sent in %.2f s", service_id, sent, self.last.duration_s)
+        return sent
 
 
 def _new(row: dict[str, Any]) -> messages.NewMessage:
