@@ -23,6 +23,7 @@ class FakeClock:
         self.wall = start
         self.mono = 1000.0
         self._moved: asyncio.Event | None = None
+        self._seen = (self.wall, self.mono)  # the time the sleeper last woke to
 
     def time(self) -> float:
         return self.wall
@@ -31,10 +32,15 @@ class FakeClock:
         return self.mono
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep until the test moves the clock (by any amount): sleepers then look again."""
-        if self._moved is None or self._moved.is_set():
-            self._moved = asyncio.Event()
-        await self._moved.wait()
+        """Sleep until the test moves the clock (by any amount): sleepers then look again.
+
+        A move made while the sleeper was busy counts too: it returns at once.
+        """
+        if (self.wall, self.mono) == self._seen:
+            if self._moved is None or self._moved.is_set():
+                self._moved = asyncio.Event()
+            await self._moved.wait()
+        self._seen = (self.wall, self.mono)
 
     def _wake(self) -> None:
         if self._moved is not None:

@@ -88,7 +88,8 @@ class Broadcaster:
             return rows
 
         async with self._lock:  # one fan-out at a time; a second tick waits, then finds the day done
-            if await store.run_finished(self.db, service["id"], day_text):
+            newest = await store.newest_run_day(self.db, service["id"])
+            if newest is not None and day_text <= newest:  # done, or a day the clock jumped back into
                 return 0
             sent = await self._fan_out(service["id"], batch)
             duration = self.last.duration_s

@@ -48,10 +48,14 @@ async def subscriber_count(db: Database, service_id: str) -> int:
 
 def pending_daily(tx: Tx, service_id: str, day: str, subscribed_by: str, after: str,
                         limit: int) -> list[dict[str, Any]]:
-    """Active subscribers (subscribed by the day's send time) who have not had the day's broadcast."""
+    """Active subscribers (subscribed before the day's send time) who have not had the day's broadcast.
+
+    Strictly before: created_at has whole seconds, and someone subscribing in the send second
+    was told the first broadcast comes the next day.
+    """
     return tx.fetchall(
         "SELECT s.bipupu_id, u.cosmic_profile FROM subscriptions s JOIN users u ON u.bipupu_id = s.bipupu_id"
-        " WHERE s.service_id = :service AND s.created_at <= :by AND s.bipupu_id > :after AND u.is_active = 1"
+        " WHERE s.service_id = :service AND s.created_at < :by AND s.bipupu_id > :after AND u.is_active = 1"
         " AND NOT EXISTS (SELECT 1 FROM daily_deliveries d"
         "   WHERE d.service_id = :service AND d.day = :day AND d.bipupu_id = s.bipupu_id)"
         " ORDER BY s.bipupu_id LIMIT :limit",
@@ -65,16 +69,16 @@ def record_deliveries(tx: Tx, service_id: str, day: str, rows: list[tuple[str, s
         [(service_id, day, bipupu_id, message_id) for bipupu_id, message_id in rows])
 
 
-async def run_finished(db: Database, service_id: str, day: str) -> bool:
-    return await db.fetchone("SELECT 1 AS x FROM broadcast_runs WHERE service_id = ? AND day = ?",
-                             (service_id, day)) is not None
-
-
 def finish_run(tx: Tx, service_id: str, day: str, now_text: str, sent: int, duration_s: float) -> None:
     tx.execute(
         "INSERT INTO broadcast_runs (service_id, day, finished_at, sent, duration_s) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (service_id, day) DO UPDATE SET sent = sent + excluded.sent",
         (service_id, day, now_text, sent, duration_s))
+
+
+async def newest_run_day(db: Database, service_id: str) -> str | None:
+    row = await db.fetchone("SELECT max(day) AS day FROM broadcast_runs WHERE service_id = ?", (service_id,))
+    return row["day"]
 
 
 async def last_run(db: Database) -> dict[str, Any] | None:
