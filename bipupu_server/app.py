@@ -20,13 +20,14 @@ from .contacts import Contacts
 from .hub import Hub
 from .ids import MessageIds
 from .mailbox import Mailbox
+from .metrics import Metrics
 from .services.broadcast import Broadcaster
 from .services.catalog import Services
 from .services.scheduler import Scheduler
 from .store import messages
 from .store.db import Database
 from .web import auth, contacts, health, me, messages as messages_web, openapi, services as services_web, ws
-from .web.middleware import error_middleware
+from .web.middleware import count_responses, error_middleware
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ ROUTES = [
     ("DELETE", "/blocks/{blocked_id}", contacts.remove_block),
     ("GET", "/ws", ws.websocket),
     ("GET", "/health", health.health),
+    ("GET", "/metrics", health.metrics),
     ("GET", "/openapi.json", openapi.openapi),
 ]
 
@@ -101,9 +103,10 @@ async def mailbox_ctx(app: web.Application) -> AsyncIterator[None]:
     zone = app[keys.zone] = await asyncio.to_thread(resolve_zone, config.timezone)
     ids = MessageIds(clock, await messages.newest_id(db))
     services = app[keys.services] = Services(db, clock, zone, ids)
-    app[keys.mailbox] = Mailbox(db, clock, app[keys.hub], ids, config, zone, services)
+    stored = app[keys.metrics].stored
+    app[keys.mailbox] = Mailbox(db, clock, app[keys.hub], ids, config, zone, services, on_stored=stored)
     app[keys.contacts] = Contacts(db, clock)
-    app[keys.broadcaster] = Broadcaster(db, clock, zone, app[keys.hub], ids)
+    app[keys.broadcaster] = Broadcaster(db, clock, zone, app[keys.hub], ids, on_stored=stored)
     yield
 
 
@@ -117,6 +120,20 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def loop_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Measure event-loop lag for /metrics while the server runs."""
+    task = asyncio.create_task(app[keys.metrics].watch_loop(), name="bipupu-loop-lag")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _last_broadcast(app: web.Application) -> tuple[float, int]:
+    broadcaster = app.get(keys.broadcaster)
+    return (broadcaster.last.duration_s, broadcaster.last.sent) if broadcaster is not None else (0.0, 0)
+
+
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, before handlers are awaited: every socket is told 1001 and its handler ends."""
     await app[keys.hub].close_all()
@@ -124,12 +141,13 @@ async def close_sockets(app: web.Application) -> None:
 
 def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     """Build the application; used by run.py and by every test."""
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[count_responses, error_middleware])
     app[keys.config] = config
     app[keys.clock] = clock or SystemClock()
     app[keys.started_at] = app[keys.clock].monotonic()
     app[keys.hub] = Hub(max_per_user=config.ws_max_per_user, queue_size=config.ws_queue_size)
-    app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx])
+    app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
+    app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx, loop_watch_ctx])
     app.on_shutdown.append(close_sockets)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -12,6 +12,7 @@ from .config import Config
 from .contacts import Contacts
 from .hub import Hub
 from .mailbox import Mailbox
+from .metrics import Metrics
 from .services.broadcast import Broadcaster
 from .services.catalog import Services
 from .services.scheduler import Scheduler
@@ -29,3 +30,4 @@ zone = web.AppKey("zone", tzinfo)  # BIPUPU_TIMEZONE, resolved at start-up: days
 services = web.AppKey("services", Services)
 broadcaster = web.AppKey("broadcaster", Broadcaster)
 scheduler = web.AppKey("scheduler", Scheduler)
+metrics = web.AppKey("metrics", Metrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
@@ -150,7 +150,8 @@ class Mailbox:
     """Postcards between users: who may write to whom, and what each mailbox shows."""
 
     def __init__(self, db: Database, clock: Clock, hub: Hub, ids: MessageIds, config: Config, zone: tzinfo,
-                 services: Services):
+                 services: Services, on_stored: Callable[[str, int], None] = lambda msg_type, count: None):
+        self.on_stored = on_stored  # counts stored messages by type (metrics)
         self.db = db
         self.clock = clock
         self.hub = hub
@@ -201,6 +202,7 @@ class Mailbox:
             earlier = await messages.by_client_id(self.db, sender, client_msg_id)
             return message_view(earlier), False
         message = message_view(row)
+        self.on_stored(msg_type, 1)
         if not dropped:
             self.hub.publish(receiver_id, message)  # after commit, before any other await: id order holds
         return message, True
@@ -226,6 +228,8 @@ class Mailbox:
         except messages.DuplicateClientId:
             earlier = await messages.by_client_id(self.db, sender, client_msg_id)
             return message_view(earlier), False
+        self.on_stored(msg_type, 1)
+        self.on_stored(reply["msg_type"], 1)
         self.hub.publish(sender, message_view(reply))
         return message_view(card), True
 

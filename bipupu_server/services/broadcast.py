@@ -39,7 +39,9 @@ class BroadcastStats:
 class Broadcaster:
     """Sends a service's messages to many users: the daily broadcast and "broadcast now"."""
 
-    def __init__(self, db: Database, clock: Clock, zone: tzinfo, hub: Hub, ids: MessageIds):
+    def __init__(self, db: Database, clock: Clock, zone: tzinfo, hub: Hub, ids: MessageIds,
+                 on_stored: Callable[[str, int], None] = lambda msg_type, count: None):
+        self.on_stored = on_stored  # counts stored messages by type (metrics)
         self.db = db
         self.clock = clock
         self.zone = zone
@@ -62,6 +64,7 @@ class Broadcaster:
         sent, after = 0, ""
         while True:
             rows = await self.db.write(functools.partial(batch, after=after))
+            self.on_stored("COSMIC_BROADCAST", len(rows))
             self._publish(rows)
             sent += len(rows)
             if len(rows) < BATCH:

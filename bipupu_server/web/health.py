@@ -1,4 +1,4 @@
-"""GET /health: is the server up and its database usable."""
+"""GET /health and GET /metrics: is the server up, and how is it doing."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ import asyncio
 import sqlite3
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__, keys
 from ..store.db import DatabaseError
 from .responses import json_response
 
 PROBE_TIMEOUT_S = 2.0
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this server's registry."""
+    return web.Response(body=request.app[keys.metrics].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import sqlite3
 
 from aiohttp import web
 
+from .. import keys
 from ..errors import AppError
 from ..store.db import DatabaseError
 from .responses import error_response
@@ -28,6 +29,14 @@ HTTP_CODES = {
     431: ("headers_too_large", "the request headers are too large"),
 }
 KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+@web.middleware
+async def count_responses(request: web.Request, handler) -> web.StreamResponse:
+    """HTTP responses by status for /metrics (outermost: it sees what the error middleware made)."""
+    response = await handler(request)
+    request.app[keys.metrics].http.labels(str(response.status)).inc()
+    return response
 
 
 @web.middleware

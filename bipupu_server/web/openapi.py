@@ -401,6 +401,13 @@ PATHS: dict[str, dict[str, Any]] = {
         "security": [],
         "responses": {"200": ok("Healthy.", "Health"), "503": ok("The database is unusable.", "Health")},
     }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics: live sockets, messages by type, HTTP responses by status, the last "
+                   "broadcast's duration and size, BLE relay state, event-loop lag.",
+        "operationId": "metrics", "tags": ["operations"], "security": [],
+        "responses": {"200": {"description": "Prometheus text exposition format.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }},
     "/openapi.json": {"get": {
         "summary": "This document.", "operationId": "openapi", "tags": ["operations"], "security": [],
         "responses": {"200": {"description": "The OpenAPI 3.1 document.",
