@@ -20,6 +20,7 @@ SIGNED_OUT = 4003
 REPLACED = 4008
 TOO_SLOW = 4009
 IDLE = 1000
+TRY_AGAIN_LATER = 1013  # the database is unavailable: reconnect later
 
 CLOSE_TIMEOUT_S = 2.0
 

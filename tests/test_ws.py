@@ -759,3 +759,13 @@ async def test_a_socket_that_stops_reading_is_closed_4009_and_never_slows_the_ot
         with suppress(ConnectionError):
             await raw_writer.wait_closed()
         await reading.close()
+
+
+async def test_a_socket_is_closed_with_1013_when_the_database_is_unavailable(client, alice):
+    """Upgraded sockets cannot get an HTTP 503: the close code says to come back later."""
+    await client.server.app[keys.db].close()
+    ws = await client.ws_connect("/ws", headers=bearer(alice))
+    msg = await ws.receive(timeout=WAIT)
+    assert msg.type == WSMsgType.CLOSE
+    assert ws.close_code == 1013
+    await ws.close()

@@ -250,7 +250,7 @@ id order. Send `{"type":"ping"}` every 30 s (answer `{"type":"pong"}`); 90 s of 
 Bad JSON or unknown types get `{"type":"error","code":"bad_json"|"unknown_type"|"already_authenticated"}`.
 Close codes: 4001 bad/expired token or no auth in time, 4003 deactivated or signed out, 4008 replaced
 (at most 5 sockets per user), 4009 too slow (catch up with since), 1001 server shutting down,
-1009 frame over 64 KiB, 1000 idle."""
+1009 frame over 64 KiB, 1000 idle, 1013 database unavailable (reconnect later)."""
 
 PATHS: dict[str, dict[str, Any]] = {
     "/auth/register": {"post": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from typing import Any
 
 import orjson
@@ -13,10 +14,12 @@ from .. import keys
 from ..accounts import Principal
 from ..clock import rfc3339
 from ..errors import AppError, BadRequest, Forbidden
-from ..hub import BAD_TOKEN, CLOSE_TIMEOUT_S, IDLE, SIGNED_OUT, TOO_SLOW, Socket, frame, message_frame
+from ..hub import (BAD_TOKEN, CLOSE_TIMEOUT_S, IDLE, SIGNED_OUT, TOO_SLOW, TRY_AGAIN_LATER, Socket, frame,
+                   message_frame)
 from ..ids import is_message_id
 from ..mailbox import message_view
 from ..store import messages
+from ..store.db import DatabaseError
 from .responses import bearer_token
 
 PONG = frame("pong")
@@ -56,7 +59,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         sock = Socket(ws, caller.bipupu_id, caller.session_id, queue_size=hub.queue_size,
                       abort=transport.abort if transport is not None else None)
         hub.attach(sock)  # from here live messages are held until the replay is queued
-        replay = await messages.inbox_since(app[keys.db], caller.bipupu_id, since) if since is not None else []
+        try:
+            replay = await messages.inbox_since(app[keys.db], caller.bipupu_id, since) if since is not None else []
+        except (sqlite3.Error, DatabaseError):  # upgraded already: no HTTP 503 possible, so say it in the close
+            hub.detach(sock)
+            sock.close(TRY_AGAIN_LATER, "database unavailable; reconnect later")
+            return ws
         first = [frame("auth_ok", bipupu_id=caller.bipupu_id, server_time=rfc3339(app[keys.clock].time()))]
         first += [message_frame(message_view(row)) for row in replay]
         if since is not None:
@@ -102,6 +110,8 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> tupl
         raise Refused(SIGNED_OUT, exc.message) from None
     except AppError as exc:
         raise Refused(BAD_TOKEN, exc.message) from None
+    except (sqlite3.Error, DatabaseError):
+        raise Refused(TRY_AGAIN_LATER, "database unavailable; reconnect later") from None
 
 
 async def _read(ws: web.WebSocketResponse, sock: Socket, idle_s: float) -> None:
