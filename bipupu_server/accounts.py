@@ -26,6 +26,7 @@ USERNAME_MIN, USERNAME_MAX = 3, 32
 NICKNAME_MAX = 32
 PASSWORD_MIN_BYTES, PASSWORD_MAX_BYTES = 8, 72
 PROFILE_MAX_BYTES = 2048
+PROFILE_MAX_DEPTH = 16  # orjson encodes at most ~254 levels; profiles need a handful
 AVATAR_URL_MAX = 2048
 PRIVACY_CHOICES = ("everyone", "contacts_only")
 USERNAME_PUNCTUATION = "_.-"
@@ -115,15 +116,31 @@ def check_avatar_url(raw: Any) -> str | None:
 
 
 def check_cosmic_profile(raw: Any) -> str:
-    """A JSON object of free keys, at most 2 KB when encoded; returns its stored JSON text."""
+    """A JSON object of free keys, at most 2 KB and 16 levels deep; returns its stored JSON text."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise Invalid("cosmic_profile must be a JSON object", field="cosmic_profile")
-    encoded = orjson.dumps(raw)
+    if _depth(raw) > PROFILE_MAX_DEPTH:
+        raise Invalid(f"cosmic_profile may nest at most {PROFILE_MAX_DEPTH} levels", field="cosmic_profile")
+    try:
+        encoded = orjson.dumps(raw)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: it could never be sent back
+        raise Invalid("cosmic_profile holds a value that cannot be stored", field="cosmic_profile") from None
     if len(encoded) > PROFILE_MAX_BYTES:
         raise Invalid(f"cosmic_profile must be at most {PROFILE_MAX_BYTES} bytes as JSON", field="cosmic_profile")
     return encoded.decode()
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def check_privacy(raw: Any) -> str:

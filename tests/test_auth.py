@@ -545,6 +545,12 @@ async def test_logout_without_any_token_is_refused(client, alice, body):
     await assert_me(client, alice["access_token"], alice["bipupu_id"])
 
 
+async def test_logout_refresh_token_null_is_refused_not_taken_as_absent(client, alice):
+    resp = await client.post("/auth/logout", json={"refresh_token": None}, headers=bearer(alice))
+    await assert_error(resp, 422, "invalid_field", field="refresh_token")
+    await assert_me(client, alice["access_token"], alice["bipupu_id"])
+
+
 @pytest.mark.parametrize("value", ["yes", 1, "true"])
 async def test_logout_all_must_be_a_boolean(client, alice, value):
     resp = await client.post("/auth/logout", json={"all": value}, headers=bearer(alice))

@@ -191,6 +191,13 @@ async def test_put_me_shows_on_the_public_card(client, alice, bob):
 
 # PUT /me: what is refused -----------------------------------------------------------------------
 
+def nested(levels: int) -> dict:
+    """An object nested `levels` deep, built without recursion."""
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
 @pytest.mark.parametrize(("field", "value"), [
     ("nickname", ""),
     ("nickname", "   "),
@@ -230,6 +237,8 @@ async def test_put_me_shows_on_the_public_card(client, alice, bob):
     ("cosmic_profile", True),
     ("cosmic_profile", {"k": "x" * 2041}),  # 2049 bytes as JSON
     ("cosmic_profile", {"zodiac": "狮" * 700}),  # 700 characters but 2108 bytes
+    ("cosmic_profile", {"a": nested(17)}),  # 18 levels: deeper than 16
+    ("cosmic_profile", {"a": nested(300)}),  # deeper than orjson can encode
     ("privacy", "Everyone"),
     ("privacy", "nobody"),
     ("privacy", "contacts only"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import keys
-from ..errors import AppError
+from ..errors import AppError, Invalid
 from ..hub import SIGNED_OUT
 from .responses import (bearer_token, client_address, json_body, json_response, optional_bool,
                         principal, required)
@@ -35,6 +35,8 @@ async def logout(request: web.Request) -> web.Response:
     body = await json_body(request, ("refresh_token", "all"), optional=True)
     everywhere = optional_bool(body, "all")
     refresh_token = body.get("refresh_token")
+    if "refresh_token" in body and not isinstance(refresh_token, str):  # null is not "absent"
+        raise Invalid("refresh_token must be a string", field="refresh_token")
     caller = None
     if bearer_token(request) is not None:
         try:

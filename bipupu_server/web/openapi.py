@@ -59,7 +59,8 @@ USERNAME = {
 NICKNAME = {"type": "string", "minLength": 1, "maxLength": NICKNAME_MAX}
 AVATAR_URL = {"type": ["string", "null"], "maxLength": AVATAR_URL_MAX,
               "description": "An http(s) URL or a server-relative path starting with /."}
-PROFILE = {"type": "object", "description": "Free keys (birthday, bazi, mbti, zodiac…); at most 2 KB as JSON."}
+PROFILE = {"type": "object", "description": "Free keys (birthday, bazi, mbti, zodiac…); at most 2 KB as JSON "
+                                            "and 16 levels deep."}
 PRIVACY = {"type": "string", "enum": list(PRIVACY_CHOICES)}
 
 SCHEMAS: dict[str, Any] = {
