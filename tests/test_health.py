@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import bipupu_server
@@ -89,3 +91,15 @@ async def test_bad_input_is_still_refused_as_such_when_the_database_is_closed(cl
     await assert_error(resp, 400, "malformed_json")
     await assert_error(await client.get("/me"), 401, "missing_token")
     assert (await client.get("/openapi.json")).status == 200
+
+
+async def test_health_recovers_from_an_old_write_failure_by_probing(client):
+    """A failed write marks the database unavailable; once the failure is old, a probe write may clear it."""
+    db = client.server.app[keys.db]
+    db.write_error, db.write_error_at = "database or disk is full", time.monotonic()
+    recent = await client.get("/health")
+    assert recent.status == 503 and (await recent.json())["db"] == "unavailable"
+    db.write_error_at = time.monotonic() - 31  # the failure is old now, and writes do work
+    old = await client.get("/health")
+    assert old.status == 200 and (await old.json())["db"] == "ok"
+    assert db.write_error is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping, TypeVar
@@ -176,6 +177,8 @@ class Database:
         self._queue: asyncio.Queue[tuple[WriteJob, asyncio.Future]] = asyncio.Queue()
         self._writer_task: asyncio.Task | None = None
         self.commits = 0  # batches committed; jobs/commits shows how well group commit works
+        self.write_error: str | None = None  # why the last write failed (disk full, read-only…), until one succeeds
+        self.write_error_at = 0.0  # time.monotonic() of that failure
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -201,6 +204,7 @@ class Database:
         self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         _configure_writer(self._writer)
         self._migrate()
+        _probe_write(Tx(self._writer), in_transaction=False)  # a read-only file opens silently: find out now
 
     def _migrate(self) -> None:
         conn = self._writer
@@ -273,6 +277,10 @@ class Database:
             raise DatabaseError("database is closed")
         return self._reader
 
+    async def probe_write(self) -> None:
+        """A write that changes nothing, to learn whether writes work again; raises if not."""
+        await self.write(_probe_write)
+
     # Writes: every one funnels through the writer.
 
     async def write(self, job: WriteJob[T]) -> T:
@@ -292,6 +300,12 @@ class Database:
                 outcomes = await self._on_writer(self._run_batch, [job for job, _ in batch])
             except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is on disk
                 outcomes = [(False, exc)] * len(batch)
+            failures = [v for ok, v in outcomes if not ok and isinstance(v, sqlite3.Error)
+                        and not isinstance(v, sqlite3.IntegrityError)]
+            if failures:
+                self.write_error, self.write_error_at = str(failures[0]), time.monotonic()
+            else:
+                self.write_error = None
             for (_, future), (ok, value) in zip(batch, outcomes):
                 if not future.done():
                     future.set_result(value) if ok else future.set_exception(value)
@@ -327,6 +341,15 @@ class Database:
             raise
         self.commits += 1
         return outcomes
+
+
+def _probe_write(tx: Tx, in_transaction: bool = True) -> None:
+    """Rewrite one row with its own value: a real write (a WAL frame) that changes no data."""
+    if not in_transaction:
+        tx.execute("BEGIN IMMEDIATE")
+    tx.execute("UPDATE counters SET value = value WHERE name = 'bipupu_id'")
+    if not in_transaction:
+        tx.execute("COMMIT")
 
 
 def _params(params: Iterable[Any] | Mapping[str, Any]) -> tuple | Mapping[str, Any]:

@@ -57,6 +57,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(503, {"error": {"code": "database_unavailable",
                                               "message": "the database is unavailable; try again later"}},
                               {"Retry-After": "5"})
+    except ConnectionResetError:  # the client went away mid-request
+        log.debug("connection lost on %s %s", request.method, request.path)
+        return error_response(400, {"error": {"code": "connection_lost", "message": "the connection was lost"}})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, {"error": {"code": "internal_error", "message": "the server failed; this is a bug"}})

@@ -28,6 +28,8 @@ async def json_body(request: web.Request, allowed: Iterable[str], *, optional: b
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request bodies are limited to {limit // 1024} KiB") from None
+    except ConnectionResetError:  # the client hung up mid-body: its doing, nobody will read the answer
+        raise BadRequest("the connection was lost before the body arrived", code="connection_lost") from None
     if not raw.strip() and optional:
         return {}
     try:
