@@ -18,6 +18,7 @@ from .store import messages, social
 from .store.db import Database, Tx
 
 if TYPE_CHECKING:
+    from .accounts import Principal
     from .services.catalog import Services
 
 CONTENT_MAX = 500
@@ -162,82 +163,70 @@ class Mailbox:
         self.rate_limit = config.rate_limit
         self.send_bucket = TokenBucket(config.send_burst, config.send_refill_s, clock, enabled=config.rate_limit)
 
-    async def send(self, sender: str, receiver_id: Any, content: Any, msg_type: Any = None, pattern: Any = None,
-                   client_msg_id: Any = None) -> tuple[dict[str, Any], bool]:
-        """Accept a card; returns (message, created). A repeated client_msg_id returns the original."""
+    async def send(self, authorize: Callable[[Tx], Principal], receiver_id: Any, content: Any, msg_type: Any = None,
+                   pattern: Any = None, client_msg_id: Any = None) -> tuple[dict[str, Any], bool]:
+        """Accept a card from whoever `authorize` finds the request's session to be; returns (message, created).
+
+        Past the body's shape, every rule is checked inside the write itself, in one trip to the
+        writer thread and atomically with the insert: the session, the idempotency key (a repeat
+        returns the original), the receiver and its blocks and privacy, the send rate and the
+        stranger quota. A card to a service is a command, answered in the same commit.
+        """
         content = check_content(content)
         msg_type = check_msg_type(msg_type)
         pattern_json = check_pattern(pattern)
         client_msg_id = check_client_msg_id(client_msg_id)
         if not isinstance(receiver_id, str):
             raise Invalid("receiver_id must be a string", field="receiver_id")
-        if client_msg_id is not None:
-            earlier = await messages.by_client_id(self.db, sender, client_msg_id)
-            if earlier is not None:
-                return message_view(earlier), False
-        if receiver_id == sender:
-            raise Invalid("a card cannot be sent to yourself", code="self_message", field="receiver_id")
-        if SERVICE_ID.fullmatch(receiver_id):
-            return await self._command(sender, receiver_id, content, msg_type, pattern_json, client_msg_id)
-        receiver = await social.recipient(self.db, receiver_id, sender) if BIPUPU_ID.fullmatch(receiver_id) else None
-        if receiver is None or not receiver["is_active"]:
-            raise NotFound("no such receiver", code="receiver_not_found", field="receiver_id")
-        wait = self.send_bucket.take(sender)
-        if wait is not None:
-            raise RateLimited("you are sending too fast; slow down", wait)
-        if not receiver["trusted"] and self.rate_limit:
-            await self._check_stranger_quota(sender, receiver_id)
-        # A block or contacts-only privacy drops the card silently: the sender cannot tell.
-        dropped = bool(receiver["blocked"]) or (receiver["privacy"] == "contacts_only" and not receiver["trusted"])
 
-        def store(tx: Tx) -> dict[str, Any]:
+        def store(tx: Tx) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+            sender = authorize(tx).bipupu_id
+            if client_msg_id is not None:
+                earlier = messages.by_client_id(tx, sender, client_msg_id)
+                if earlier is not None:
+                    return "earlier", earlier, None
+            if receiver_id == sender:
+                raise Invalid("a card cannot be sent to yourself", code="self_message", field="receiver_id")
+            service, receiver = None, None
+            if SERVICE_ID.fullmatch(receiver_id):
+                service = self.services.active_in(tx, receiver_id)
+            elif BIPUPU_ID.fullmatch(receiver_id):
+                receiver = social.recipient(tx, receiver_id, sender)
+            if service is None and (receiver is None or not receiver["is_active"]):
+                raise NotFound("no such receiver", code="receiver_not_found", field="receiver_id")
+            wait = self.send_bucket.take(sender)  # only ever touched on the writer thread
+            if wait is not None:
+                raise RateLimited("you are sending too fast; slow down", wait)
+            dropped = False
+            if receiver is not None:
+                if not receiver["trusted"] and self.rate_limit:
+                    self._check_stranger_quota(tx, sender, receiver_id)
+                # A block or contacts-only privacy drops the card silently: the sender cannot tell.
+                dropped = bool(receiver["blocked"]) or (receiver["privacy"] == "contacts_only"
+                                                        and not receiver["trusted"])
             row = {"id": self.ids.next(), "sender_id": sender, "receiver_id": receiver_id, "content": content,
                    "msg_type": msg_type, "pattern": pattern_json, "created_at": rfc3339(self.clock.time())}
             messages.insert(tx, messages.NewMessage(**row, client_msg_id=client_msg_id, dropped=dropped))
-            return row
+            reply = self.services.answer(tx, sender, service, content) if service is not None else None
+            return ("dropped" if dropped else "stored"), row, reply
 
-        try:
-            row = await self.db.write(store)
-        except messages.DuplicateClientId:  # the same key raced in from another request
-            earlier = await messages.by_client_id(self.db, sender, client_msg_id)
-            return message_view(earlier), False
+        outcome, row, reply = await self.db.write(store)
         message = message_view(row)
+        if outcome == "earlier":
+            return message, False
         self.on_stored(msg_type, 1)
-        if not dropped:
-            self.hub.publish(receiver_id, message)  # after commit, before any other await: id order holds
+        # Pushes come after the commit and before any other await, so they keep id order.
+        if reply is not None:
+            self.on_stored(reply["msg_type"], 1)
+            self.hub.publish(row["sender_id"], message_view(reply))
+        elif outcome == "stored":
+            self.hub.publish(receiver_id, message)
         return message, True
 
-    async def _command(self, sender: str, service_id: str, content: str, msg_type: str, pattern_json: str,
-                       client_msg_id: str | None) -> tuple[dict[str, Any], bool]:
-        """A card to a service: kept in the sender's outbox, answered by the service in the same commit."""
-        service = await self.services.active(service_id)
-        if service is None:
-            raise NotFound("no such receiver", code="receiver_not_found", field="receiver_id")
-        wait = self.send_bucket.take(sender)
-        if wait is not None:
-            raise RateLimited("you are sending too fast; slow down", wait)
-
-        def store(tx: Tx) -> tuple[dict[str, Any], dict[str, Any]]:
-            card = {"id": self.ids.next(), "sender_id": sender, "receiver_id": service_id, "content": content,
-                    "msg_type": msg_type, "pattern": pattern_json, "created_at": rfc3339(self.clock.time())}
-            messages.insert(tx, messages.NewMessage(**card, client_msg_id=client_msg_id, dropped=False))
-            return card, self.services.answer(tx, sender, service, content)
-
-        try:
-            card, reply = await self.db.write(store)
-        except messages.DuplicateClientId:
-            earlier = await messages.by_client_id(self.db, sender, client_msg_id)
-            return message_view(earlier), False
-        self.on_stored(msg_type, 1)
-        self.on_stored(reply["msg_type"], 1)
-        self.hub.publish(sender, message_view(reply))
-        return message_view(card), True
-
-    async def _check_stranger_quota(self, sender: str, receiver_id: str) -> None:
+    def _check_stranger_quota(self, tx: Tx, sender: str, receiver_id: str) -> None:
         now = datetime.fromtimestamp(self.clock.time(), self.zone)
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        sent_today = await messages.count_sent_since(self.db, sender, receiver_id,
-                                                     floor_id(int(midnight.timestamp() * 1000)))
+        sent_today = messages.count_sent_since(tx, sender, receiver_id, floor_id(int(midnight.timestamp() * 1000)))
         if sent_today >= self.stranger_daily:
             tomorrow = (midnight + timedelta(days=1, hours=1)).replace(hour=0)  # 25 h: safe across DST
             raise RateLimited(f"a stranger may send the same person at most {self.stranger_daily} cards a day",

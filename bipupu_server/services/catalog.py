@@ -53,8 +53,9 @@ class Services:
                  "subscribed": s["kind"] == "notice" or s["id"] in mine}
                 for s in await store.all_services(self.db) if s["is_active"]]
 
-    async def active(self, service_id: str) -> dict[str, Any] | None:
-        row = await store.by_id(self.db, service_id) if SERVICE_ID.fullmatch(service_id) else None
+    def active_in(self, tx: Tx, service_id: str) -> dict[str, Any] | None:
+        """The service a card is addressed to, if it exists and is switched on (inside a write job)."""
+        row = store.by_id_in(tx, service_id) if SERVICE_ID.fullmatch(service_id) else None
         return row if row is not None and row["is_active"] else None
 
     def first_delivery(self, service: dict[str, Any], now: float) -> datetime:

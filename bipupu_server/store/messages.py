@@ -55,14 +55,14 @@ async def newest_id(db: Database) -> str | None:
     return row["id"]
 
 
-async def by_client_id(db: Database, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
-    return await db.fetchone(
+def by_client_id(tx: Tx, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
+    return tx.fetchone(
         f"SELECT {COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?", (sender_id, client_msg_id))
 
 
-async def count_sent_since(db: Database, sender_id: str, receiver_id: str, floor_id: str) -> int:
+def count_sent_since(tx: Tx, sender_id: str, receiver_id: str, floor_id: str) -> int:
     """Cards from sender to receiver with ids from floor_id on (dropped and deleted ones count too)."""
-    row = await db.fetchone(
+    row = tx.fetchone(
         "SELECT count(*) AS n FROM messages WHERE sender_id = ? AND receiver_id = ? AND id >= ?",
         (sender_id, receiver_id, floor_id))
     return row["n"]

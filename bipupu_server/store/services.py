@@ -18,6 +18,10 @@ async def by_id(db: Database, service_id: str) -> dict[str, Any] | None:
     return await db.fetchone(f"SELECT {COLUMNS} FROM services WHERE id = ?", (service_id,))
 
 
+def by_id_in(tx: Tx, service_id: str) -> dict[str, Any] | None:
+    return tx.fetchone(f"SELECT {COLUMNS} FROM services WHERE id = ?", (service_id,))
+
+
 async def subscribed_ids(db: Database, bipupu_id: str) -> set[str]:
     rows = await db.fetchall("SELECT service_id FROM subscriptions WHERE bipupu_id = ?", (bipupu_id,))
     return {r["service_id"] for r in rows}

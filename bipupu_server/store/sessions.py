@@ -43,13 +43,18 @@ def touch(tx: Tx, session_id: str, *, now_text: str, expires_ts: int) -> None:
     tx.execute("UPDATE sessions SET refreshed_at = ?, expires_ts = ? WHERE id = ?", (now_text, expires_ts, session_id))
 
 
+FOR_ACCESS = ("SELECT s.user_id, s.revoked_at, u.bipupu_id, u.is_active, u.is_admin"
+              " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?")
+
+
 async def for_access(db: Database, session_id: str) -> dict[str, Any] | None:
     """What an access token check needs: is the session live, is its user active."""
-    return await db.fetchone(
-        "SELECT s.user_id, s.revoked_at, u.bipupu_id, u.is_active, u.is_admin"
-        " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
-        (session_id,),
-    )
+    return await db.fetchone(FOR_ACCESS, (session_id,))
+
+
+def for_access_in(tx: Tx, session_id: str) -> dict[str, Any] | None:
+    """The same, inside a write job."""
+    return tx.fetchone(FOR_ACCESS, (session_id,))
 
 
 def revoke(tx: Tx, session_id: str, *, now_text: str, why: str) -> int:

@@ -8,9 +8,9 @@ from typing import Any
 from .db import Database, Tx
 
 
-async def recipient(db: Database, receiver_id: str, sender_id: str) -> dict[str, Any] | None:
+def recipient(tx: Tx, receiver_id: str, sender_id: str) -> dict[str, Any] | None:
     """The receiver's state as it bears on a card from sender: active, privacy, blocked, trusted."""
-    return await db.fetchone(
+    return tx.fetchone(
         "SELECT u.is_active, u.privacy,"
         " EXISTS (SELECT 1 FROM user_blocks WHERE blocker_id = u.bipupu_id AND blocked_id = :sender) AS blocked,"
         " EXISTS (SELECT 1 FROM trusted_contacts WHERE owner_id = u.bipupu_id AND contact_id = :sender) AS trusted"

@@ -9,6 +9,8 @@ from aiohttp import web
 
 from ..errors import BadRequest, Invalid, PayloadTooLarge, Unauthorized
 from .. import keys
+from ..accounts import Principal
+from ..tokens import ACCESS, Claims
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -68,12 +70,17 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def principal(request: web.Request):
-    """The authenticated caller; 401 without a valid access token."""
+def access_claims(request: web.Request) -> Claims:
+    """The access token's signed claims (signature, type, expiry); the session is not looked at yet."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("this needs 'Authorization: Bearer <access_token>'", code="missing_token")
-    return await request.app[keys.accounts].authenticate(token)
+    return request.app[keys.accounts].signer.verify(token, ACCESS)
+
+
+async def principal(request: web.Request) -> Principal:
+    """The authenticated caller; 401 without a valid access token, 403 for a deactivated account."""
+    return await request.app[keys.accounts].session_principal(access_claims(request))
 
 
 def client_address(request: web.Request) -> str:
