@@ -13,6 +13,7 @@ from .errors import Unauthorized
 
 ACCESS = "access"
 REFRESH = "refresh"
+VERIFIED_CACHE = 4096  # tokens remembered as correctly signed (type and expiry are checked every time)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class TokenSigner:
         self._clock = clock
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self._verified: dict[str, Claims] = {}  # token -> its claims, once its signature checked out
 
     def access(self, bipupu_id: str, session_id: str) -> str:
         exp = int(self._clock.time()) + self.access_ttl_s
@@ -47,17 +49,27 @@ class TokenSigner:
 
     def verify(self, token: str, expected: str) -> Claims:
         """Check signature, type and expiry; raises Unauthorized with a specific code."""
+        claims = self._verified.get(token)  # an App sends the same token on every request
+        if claims is None:
+            claims = self._check_signature(token)
+            if len(self._verified) >= VERIFIED_CACHE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        if claims.typ != expected:
+            raise Unauthorized(f"this is not an {expected} token" if expected == ACCESS else f"this is not a {expected} token",
+                               code="wrong_token_type")
+        if claims.exp <= self._clock.time():
+            raise Unauthorized("the token has expired", code="token_expired")
+        return claims
+
+    def _check_signature(self, token: str) -> Claims:
         try:
             data = self._serializer.loads(token)
         except BadSignature:
             raise Unauthorized("the token is not valid", code="invalid_token") from None
-        if not isinstance(data, dict) or not isinstance(data.get("sid"), str) or not isinstance(data.get("exp"), int):
+        if (not isinstance(data, dict) or not isinstance(data.get("sid"), str) or type(data.get("exp")) is not int
+                or data.get("typ") not in (ACCESS, REFRESH)):
             raise Unauthorized("the token is not valid", code="invalid_token")
-        if data.get("typ") != expected:
-            raise Unauthorized(f"this is not an {expected} token" if expected == ACCESS else f"this is not a {expected} token",
-                               code="wrong_token_type")
-        if data["exp"] <= self._clock.time():
-            raise Unauthorized("the token has expired", code="token_expired")
         sub = data.get("sub")
         return Claims(typ=data["typ"], sid=data["sid"], sub=sub if isinstance(sub, str) else None, exp=data["exp"])
 

@@ -17,5 +17,6 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """One line per request: address, method, path (secrets redacted), status, milliseconds."""
 
     def log(self, request, response, time: float) -> None:
+        path = request.path_qs
         self.logger.info('%s "%s %s" %d %.1fms', request.remote, request.method,
-                         redact(request.path_qs), response.status, time * 1000)
+                         redact(path) if "?" in path else path, response.status, time * 1000)
