@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
 from bipupu_server.app import init_app
 from bipupu_server.config import Config
+from tests.processes import STOP_TIMEOUT_S, Server, environment
 
 PASSWORD = "correct horse"
 ADMIN_PASSWORD = "admin-password-1"
@@ -119,3 +121,24 @@ async def alice(client) -> dict[str, Any]:
 @pytest.fixture
 async def bob(client) -> dict[str, Any]:
     return await register(client, "bob")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    """Start run.py servers (waiting until /health answers); all are stopped at teardown."""
+    started: list[Server] = []
+
+    def start(data_dir: Path | None = None, **settings: str) -> Server:
+        server = Server(tmp_path, data_dir or tmp_path / "data", environment(**settings), f"server{len(started)}")
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.terminate()
+            try:
+                server.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                server.kill()

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -23,81 +16,19 @@ from typing import Any, Callable, Iterator
 import aiohttp
 import pytest
 
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
-READY_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
+from tests.processes import STOP_TIMEOUT_S, Server, environment
+
 ADMIN_PASSWORD = "admin-password-1"
 PASSWORD = "correct horse"
 FORTUNE = "cosmic.fortune"
 PLACEHOLDER_HASH = "$2b$04$" + "x" * 53  # users inserted by hand never log in
 
-# No proxy, even if the environment names one: every request goes to our own process.
-_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 
 # The server in a subprocess ---------------------------------------------------------------------
 
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def environment(**settings: str) -> dict[str, str]:
-    """os.environ without any BIPUPU_* of the caller, plus cheap bcrypt, no rate limits, a known admin."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("BIPUPU_")}
-    env.update(BIPUPU_BCRYPT_COST="4", BIPUPU_RATE_LIMIT="off", BIPUPU_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    env.update(settings)
-    return env
-
-
-class Server:
-    """One `python run.py` on 127.0.0.1; its output goes to files that can be read at any time."""
-
-    def __init__(self, tmp: Path, data_dir: Path, env: dict[str, str], name: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.err_path = tmp / f"{name}.stderr"
-        with open(tmp / f"{name}.stdout", "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(RUN_PY), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(data_dir)],
-                cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            )
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode} before it was ready:\n{self.stderr}")
-            try:
-                with _http.open(self.url + "/health", timeout=2) as resp:
-                    if resp.status == 200 and json.loads(resp.read())["status"] == "ok":
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"server not ready within {READY_TIMEOUT_S} s:\n{self.stderr}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, nothing is flushed or checkpointed."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-    def stop(self) -> int:
-        """SIGTERM and wait; returns the exit status (SIGKILL after the timeout)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"server did not exit within {STOP_TIMEOUT_S} s of SIGTERM")
+def crash_environment(**settings: str) -> dict[str, str]:
+    """Cheap bcrypt, no rate limits (the load must not turn into 429s), a known admin."""
+    return environment(BIPUPU_RATE_LIMIT="off", BIPUPU_ADMIN_PASSWORD=ADMIN_PASSWORD, **settings)
 
 
 @pytest.fixture
@@ -106,7 +37,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def start(data_dir: Path, *, wait: bool = True, **settings: str) -> Server:
-        server = Server(tmp_path, data_dir, environment(**settings), f"server{len(started)}")
+        server = Server(tmp_path, data_dir, crash_environment(**settings), f"server{len(started)}")
         started.append(server)
         if wait:
             server.wait_ready()

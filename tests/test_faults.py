@@ -34,8 +34,9 @@ from aiohttp import WSMsgType
 from bipupu_server import keys
 from bipupu_server.store.db import BUSY_TIMEOUT_MS
 from tests.conftest import PASSWORD, assert_error, bearer, register
-from tests.test_cli import (ADMIN_PASSWORD, FAIL_FAST_S, STOP_TIMEOUT_S, Server, assert_one_line_failure, call,
-                            environment, free_port, run_cli, serve)  # noqa: F401  (serve: the run.py fixture)
+from tests.processes import (FAIL_FAST_S, STOP_TIMEOUT_S, Server, assert_one_line_failure, call, environment,
+                             free_port, run_cli)
+from tests.test_cli import ADMIN_PASSWORD
 
 ALICE, BOB = "00000002", "00000003"
 # A write stuck behind another connection's lock must give up after the busy timeout, not hang.
