@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -96,6 +97,10 @@ async def test_bad_input_is_still_refused_as_such_when_the_database_is_closed(cl
 async def test_health_recovers_from_an_old_write_failure_by_probing(client):
     """A failed write marks the database unavailable; once the failure is old, a probe write may clear it."""
     db = client.server.app[keys.db]
+    for _ in range(300):  # the scheduler's start-up tick writes once; a success would clear the failure
+        if await db.fetchone("SELECT 1 AS done FROM broadcast_runs") is not None:
+            break
+        await asyncio.sleep(0.01)
     db.write_error, db.write_error_at = "database or disk is full", time.monotonic()
     recent = await client.get("/health")
     assert recent.status == 503 and (await recent.json())["db"] == "unavailable"
