@@ -390,6 +390,13 @@ class Accounts:
         """The same check inside a write job, so that a postcard costs one trip to the database."""
         return _principal(sessions.for_access_in(tx, claims.sid), claims)
 
+    async def ended_sessions(self, session_ids: list[str], chunk: int = 500) -> set[str]:
+        """Which of these sessions can no longer be used (signed out or deactivated, by any process)."""
+        ended: set[str] = set()
+        for start in range(0, len(session_ids), chunk):
+            ended.update(await sessions.ended(self.db, session_ids[start:start + chunk]))
+        return ended
+
     async def logout(self, principal: Principal | None, refresh_token: Any, everywhere: bool) -> list[str]:
         """End one login (the token's), or all of the user's; returns the ended session ids."""
         if refresh_token is not None:

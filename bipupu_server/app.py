@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from .accounts import Accounts, PasswordHasher
 from .clock import Clock, SystemClock, resolve_zone
 from .config import Config
 from .contacts import Contacts
-from .hub import Hub
+from .hub import SIGNED_OUT, Hub
 from .ids import MessageIds
 from .mailbox import Mailbox
 from .metrics import Metrics
@@ -25,7 +26,7 @@ from .services.broadcast import Broadcaster
 from .services.catalog import Services
 from .services.scheduler import Scheduler
 from .store import messages
-from .store.db import Database
+from .store.db import Database, DatabaseError
 from .web import auth, contacts, health, me, messages as messages_web, openapi, services as services_web, ws
 from .web.middleware import count_responses, error_middleware
 
@@ -120,6 +121,34 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def watch_sessions(app: web.Application) -> None:
+    """Close the sockets of sessions ended outside this server's request handlers.
+
+    A `run.py reset-password` in another process, or an account deactivated in the
+    database, cannot reach the hub; every ws_session_check_s the live sockets' sessions are
+    checked and the ended ones closed with 4003.
+    """
+    hub, accounts, clock = app[keys.hub], app[keys.accounts], app[keys.clock]
+    while True:
+        await clock.sleep(app[keys.config].ws_session_check_s)
+        live = hub.session_ids()
+        try:
+            ended = await accounts.ended_sessions(live) if live else set()
+        except (sqlite3.Error, DatabaseError) as exc:
+            log.warning("session check skipped: database unavailable: %s", exc)
+            continue
+        if ended:
+            hub.close_sessions(ended, SIGNED_OUT, "signed out")
+
+
+async def session_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(watch_sessions(app), name="bipupu-session-watch")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def loop_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     """Measure event-loop lag for /metrics while the server runs."""
     task = asyncio.create_task(app[keys.metrics].watch_loop(), name="bipupu-loop-lag")
@@ -147,7 +176,7 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     app[keys.started_at] = app[keys.clock].monotonic()
     app[keys.hub] = Hub(max_per_user=config.ws_max_per_user, queue_size=config.ws_queue_size)
     app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
-    app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx, loop_watch_ctx])
+    app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx, session_watch_ctx, loop_watch_ctx])
     app.on_shutdown.append(close_sockets)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

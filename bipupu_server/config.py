@@ -62,6 +62,7 @@ class Config:
     ws_idle_timeout_s: float = 90.0
     ws_max_per_user: int = 5
     ws_queue_size: int = 256  # frames waiting for a slow reader before it is closed (4009)
+    ws_session_check_s: float = 30.0  # how often live sockets' sessions are checked (signed out elsewhere)
 
     @property
     def db_path(self) -> Path:

@@ -165,6 +165,10 @@ class Hub:
                 sock.close(TOO_SLOW, "too slow: catch up with since")
         return taken
 
+    def session_ids(self) -> list[str]:
+        """The sessions that have a live socket."""
+        return list({sock.session_id for group in self._sockets.values() for sock in group})
+
     def close_user(self, bipupu_id: str, code: int, reason: str) -> int:
         """Close every socket of a user (deactivated)."""
         socks = self._sockets.pop(bipupu_id, [])

@@ -25,7 +25,8 @@ class FakeClock:
         self.wall = start
         self.mono = 1000.0
         self._moved: asyncio.Event | None = None
-        self._seen = (self.wall, self.mono)  # the time the sleeper last woke to
+        self._start = (self.wall, self.mono)
+        self._seen: dict[asyncio.Task | None, tuple[float, float]] = {}  # per sleeping task: the time it woke to
 
     def time(self) -> float:
         return self.wall
@@ -36,13 +37,15 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         """Sleep until the test moves the clock (by any amount): sleepers then look again.
 
-        A move made while the sleeper was busy counts too: it returns at once.
+        A move made while a sleeper was busy counts too: it returns at once. Each sleeping task
+        keeps its own idea of what it has seen, so one sleeper never hides a move from another.
         """
-        if (self.wall, self.mono) == self._seen:
+        task = asyncio.current_task()
+        if (self.wall, self.mono) == self._seen.get(task, self._start):
             if self._moved is None or self._moved.is_set():
                 self._moved = asyncio.Event()
             await self._moved.wait()
-        self._seen = (self.wall, self.mono)
+        self._seen[task] = (self.wall, self.mono)
 
     def _wake(self) -> None:
         if self._moved is not None:

@@ -769,3 +769,38 @@ async def test_a_socket_is_closed_with_1013_when_the_database_is_unavailable(cli
     assert msg.type == WSMsgType.CLOSE
     assert ws.close_code == 1013
     await ws.close()
+
+
+async def _write_db(client, sql: str, params: tuple = ()) -> None:
+    def run() -> None:
+        with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
+            conn.execute(sql, params)
+    await asyncio.to_thread(run)
+
+
+async def _closed_with(ws, clock) -> int | None:
+    """Let the session check run (it sleeps on the test clock), then read the close code."""
+    clock.advance(31)
+    msg = await ws.receive(timeout=WAIT)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED), msg
+    return ws.close_code
+
+
+async def test_sockets_of_an_account_deactivated_elsewhere_are_closed_with_4003(client, clock, alice, bob):
+    mine = await client.ws_connect("/ws", headers=bearer(alice))
+    theirs = await client.ws_connect("/ws", headers=bearer(bob))
+    for ws in (mine, theirs):
+        assert (await ws.receive_json(timeout=WAIT))["type"] == "auth_ok"
+    await _write_db(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (alice["bipupu_id"],))
+    assert await _closed_with(mine, clock) == 4003
+    await theirs.send_json({"type": "ping"})
+    assert (await theirs.receive_json(timeout=WAIT))["type"] == "pong"  # bob's socket is untouched
+    await theirs.close()
+
+
+async def test_sockets_of_a_session_revoked_by_another_process_are_closed_with_4003(client, clock, alice):
+    """What `run.py reset-password` does from its own process: the sessions are revoked in the database."""
+    ws = await client.ws_connect("/ws", headers=bearer(alice))
+    assert (await ws.receive_json(timeout=WAIT))["type"] == "auth_ok"
+    await _write_db(client, "UPDATE sessions SET revoked_at = '2026-01-01T00:00:00Z'")
+    assert await _closed_with(ws, clock) == 4003

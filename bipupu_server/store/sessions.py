@@ -76,6 +76,15 @@ def revoke_all(tx: Tx, user_id: str, *, now_text: str, why: str, keep: str | Non
     return ids
 
 
+async def ended(db: Database, session_ids: list[str]) -> list[str]:
+    """Those of the sessions that were signed out, or whose account was deactivated."""
+    marks = ", ".join("?" * len(session_ids))
+    rows = await db.fetchall(
+        f"SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id IN ({marks})"
+        " AND (s.revoked_at IS NOT NULL OR u.is_active = 0)", session_ids)
+    return [r["id"] for r in rows]
+
+
 def delete_lapsed_tokens(tx: Tx, now_ts: int) -> int:
     """Forget refresh tokens that have lapsed: they can no longer be used nor reused."""
     return tx.execute("DELETE FROM refresh_tokens WHERE expires_ts < ?", (now_ts,))
