@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import unicodedata
 import uuid
@@ -30,6 +31,7 @@ PROFILE_MAX_DEPTH = 16  # orjson encodes at most ~254 levels; profiles need a ha
 AVATAR_URL_MAX = 2048
 PRIVACY_CHOICES = ("everyone", "contacts_only")
 USERNAME_PUNCTUATION = "_.-"
+BIPUPU_ID = re.compile(r"[0-9]{8}")  # ASCII digits only: full-width ones are not an id
 
 
 # Identity rules ---------------------------------------------------------------------------------
@@ -468,7 +470,7 @@ class Accounts:
         return await self.db.write(update)
 
     async def public_card(self, bipupu_id: str) -> dict[str, Any]:
-        row = await users.by_bipupu_id(self.db, bipupu_id) if _looks_like_bipupu_id(bipupu_id) else None
+        row = await users.by_bipupu_id(self.db, bipupu_id) if BIPUPU_ID.fullmatch(bipupu_id) else None
         if row is None or not row["is_active"]:
             raise NotFound("no such user", code="user_not_found")
         return card_view(row)
@@ -485,6 +487,3 @@ def _principal(row: dict[str, Any] | None, claims: Claims) -> Principal:
     return Principal(user_id=row["user_id"], bipupu_id=row["bipupu_id"],
                      session_id=claims.sid, is_admin=bool(row["is_admin"]))
 
-
-def _looks_like_bipupu_id(value: str) -> bool:
-    return len(value) == 8 and value.isascii() and value.isdigit()

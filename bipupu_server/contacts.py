@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .accounts import check_text
+from .accounts import BIPUPU_ID, check_text
 from .clock import Clock, rfc3339
 from .errors import Conflict, Invalid, NotFound
-from .mailbox import BIPUPU_ID
 from .store import social, users
 from .store.db import Database, Tx
 

@@ -52,7 +52,7 @@ class Socket:
         self._queue_size = queue_size
         self._abort = abort  # drops the connection when a polite close cannot get through
         self._writer: asyncio.Task | None = None
-        self._closer: asyncio.Task | None = None
+        self._closer: asyncio.Task | None = None  # held so the close task is not garbage-collected mid-flight
         self.close_code: int | None = None
         self.closed = asyncio.Event()
 

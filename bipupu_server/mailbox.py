@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
+from .accounts import BIPUPU_ID
 from .clock import Clock, rfc3339
 from .config import Config
 from .errors import Forbidden, Invalid, NotFound, RateLimited
@@ -15,6 +16,7 @@ from .hub import Hub
 from .ids import MessageIds, floor_id, is_message_id
 from .ratelimit import TokenBucket
 from .store import messages, social
+from .services.catalog import SERVICE_ID
 from .store.db import Database, Tx
 
 if TYPE_CHECKING:
@@ -33,9 +35,7 @@ EFFECTS = ("steady", "blink", "breathe", "flash", "rainbow")
 FONTS = ("default", "neon", "pixel", "serif", "handwriting")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 SHORT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
-BIPUPU_ID = re.compile(r"[0-9]{8}")
 LIMIT_TEXT = re.compile(r"[0-9]{1,4}")
-SERVICE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
 def _short_name(field: str):

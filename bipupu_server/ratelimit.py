@@ -38,13 +38,6 @@ class SlidingWindow:
             events = self._events[key] = deque()
         events.append(self._clock.monotonic())
 
-    def hit(self, key: str) -> float | None:
-        """Count one event if allowed; otherwise return the seconds to wait."""
-        wait = self.retry_after(key)
-        if wait is None:
-            self.add(key)
-        return wait
-
     def reset(self, key: str) -> None:
         self._events.pop(key, None)
 

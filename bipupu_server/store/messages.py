@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,21 +24,12 @@ class NewMessage:
     dropped: bool
 
 
-class DuplicateClientId(Exception):
-    """The sender already used this client_msg_id."""
-
-
 def insert(tx: Tx, message: NewMessage) -> None:
-    try:
-        tx.execute(
-            f"INSERT INTO messages ({COLUMNS}, client_msg_id, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (message.id, message.sender_id, message.receiver_id, message.content, message.msg_type, message.pattern,
-             message.created_at, message.client_msg_id, int(not message.dropped), int(message.dropped)),
-        )
-    except sqlite3.IntegrityError as exc:
-        if "client_msg_id" in str(exc):
-            raise DuplicateClientId() from None
-        raise
+    tx.execute(
+        f"INSERT INTO messages ({COLUMNS}, client_msg_id, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (message.id, message.sender_id, message.receiver_id, message.content, message.msg_type, message.pattern,
+         message.created_at, message.client_msg_id, int(not message.dropped), int(message.dropped)),
+    )
 
 
 def insert_many(tx: Tx, rows: list[NewMessage]) -> None:
@@ -79,7 +69,7 @@ def _visible(direction: str) -> tuple[str, str]:
     if direction == "all":
         received, sent = MAILBOXES["received"], MAILBOXES["sent"]
         return (f"(({received[0]}) OR ({sent[0]}))",
-                f"((receiver_id = :me AND sender_id = :peer) OR (sender_id = :me AND receiver_id = :peer))")
+                "((receiver_id = :me AND sender_id = :peer) OR (sender_id = :me AND receiver_id = :peer))")
     return MAILBOXES[direction]
 
 

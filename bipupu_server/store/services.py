@@ -27,11 +27,6 @@ async def subscribed_ids(db: Database, bipupu_id: str) -> set[str]:
     return {r["service_id"] for r in rows}
 
 
-async def is_subscribed(db: Database, service_id: str, bipupu_id: str) -> bool:
-    return await db.fetchone("SELECT 1 AS x FROM subscriptions WHERE service_id = ? AND bipupu_id = ?",
-                             (service_id, bipupu_id)) is not None
-
-
 def subscribe(tx: Tx, service_id: str, bipupu_id: str, now_text: str) -> bool:
     """True if this made a new subscription."""
     return tx.execute("INSERT OR IGNORE INTO subscriptions (service_id, bipupu_id, created_at) VALUES (?, ?, ?)",
@@ -41,13 +36,6 @@ def subscribe(tx: Tx, service_id: str, bipupu_id: str, now_text: str) -> bool:
 def unsubscribe(tx: Tx, service_id: str, bipupu_id: str) -> bool:
     return tx.execute("DELETE FROM subscriptions WHERE service_id = ? AND bipupu_id = ?",
                             (service_id, bipupu_id)) == 1
-
-
-async def subscriber_count(db: Database, service_id: str) -> int:
-    row = await db.fetchone(
-        "SELECT count(*) AS n FROM subscriptions s JOIN users u ON u.bipupu_id = s.bipupu_id"
-        " WHERE s.service_id = ? AND u.is_active = 1", (service_id,))
-    return row["n"]
 
 
 def pending_daily(tx: Tx, service_id: str, day: str, subscribed_by: str, after: str,
@@ -83,10 +71,6 @@ def finish_run(tx: Tx, service_id: str, day: str, now_text: str, sent: int, dura
 async def newest_run_day(db: Database, service_id: str) -> str | None:
     row = await db.fetchone("SELECT max(day) AS day FROM broadcast_runs WHERE service_id = ?", (service_id,))
     return row["day"]
-
-
-async def last_run(db: Database) -> dict[str, Any] | None:
-    return await db.fetchone("SELECT * FROM broadcast_runs ORDER BY finished_at DESC LIMIT 1")
 
 
 def recipients(tx: Tx, service_id: str | None, after: str, limit: int) -> list[str]:

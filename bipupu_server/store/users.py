@@ -82,10 +82,3 @@ def update_profile(tx: Tx, user_id: str, changes: dict[str, Any]) -> None:
 
 def set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
     tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
-
-
-def set_flags(tx: Tx, user_id: str, *, is_active: bool | None = None, is_admin: bool | None = None) -> None:
-    if is_active is not None:
-        tx.execute("UPDATE users SET is_active = ? WHERE id = ?", (int(is_active), user_id))
-    if is_admin is not None:
-        tx.execute("UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id))
