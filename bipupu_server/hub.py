@@ -49,6 +49,7 @@ class Socket:
         self.session_id = session_id
         self._queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self._held: deque[tuple[str, str]] | None = deque()  # (message id, frame) until start()
+        self._newest = ""  # the greatest message id queued (or replayed): nothing at or below it is sent again
         self._queue_size = queue_size
         self._abort = abort  # drops the connection when a polite close cannot get through
         self._writer: asyncio.Task | None = None
@@ -57,12 +58,17 @@ class Socket:
         self.closed = asyncio.Event()
 
     def deliver(self, message_id: str, data: str) -> bool:
-        """Queue a message frame; False if the socket cannot keep up."""
+        """Queue a message frame once, in id order; False if the socket cannot keep up."""
         if self._held is not None:
             if len(self._held) >= self._queue_size:
                 return False
             self._held.append((message_id, data))
             return True
+        # A card committed just before the replay's read is in the replay, and its sender may
+        # publish it only after start(): the id, not the timing, says it was queued already.
+        if message_id <= self._newest:
+            return True
+        self._newest = message_id
         return self.send(data)
 
     def send(self, data: str) -> bool:
@@ -75,13 +81,13 @@ class Socket:
         return True
 
     def start(self, first: Iterable[str], replayed_up_to: str | None) -> bool:
-        """Send `first` frames, then the live frames held meanwhile (skipping replayed ones)."""
+        """Send `first` frames, then the live frames held meanwhile; none at or below `replayed_up_to`."""
         held, self._held = self._held or deque(), None
+        self._newest = replayed_up_to or ""
         ok = True
         self._writer = asyncio.create_task(self._write(list(first)), name=f"ws-writer-{self.bipupu_id}")
         for message_id, data in held:
-            if replayed_up_to is None or message_id > replayed_up_to:
-                ok = self.send(data) and ok
+            ok = self.deliver(message_id, data) and ok
         return ok
 
     async def _write(self, first: list[str]) -> None:

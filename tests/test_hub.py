@@ -206,6 +206,23 @@ async def test_frames_held_before_start_follow_the_first_frames_without_replayed
     await sock.stop()
 
 
+async def test_a_replayed_card_published_after_start_is_not_sent_again():
+    # The ordering of the race: the card commits, the replay reads it, start() ends the held
+    # phase, and only then does its sender publish it.
+    hub = Hub()
+    channel = Channel()
+    sock = Socket(channel, BOB, "s1", queue_size=16)
+    hub.attach(sock)
+    assert sock.start([message_frame(card(1)), message_frame(card(2))], replayed_up_to=card(2)["id"])
+    assert hub.publish(BOB, card(2)) == 1  # taken (the socket is fine), but already on its way
+    assert hub.publish(BOB, card(3)) == 1
+    assert hub.publish(BOB, card(3)) == 1  # published twice: still sent once
+    await settle(channel, count=3)
+    await asyncio.sleep(0.01)
+    assert channel.ids() == [card(n)["id"] for n in (1, 2, 3)]
+    await sock.stop()
+
+
 async def test_without_since_every_held_frame_is_delivered_after_auth_ok():
     hub = Hub()
     channel = Channel()

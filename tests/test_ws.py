@@ -320,6 +320,35 @@ async def test_a_card_sent_while_bob_reconnects_arrives_exactly_once(client, clo
         missed.append(racing)
 
 
+async def test_a_card_replayed_before_its_sender_publishes_it_arrives_once(client, clock, alice, bob, monkeypatch):
+    """Forces the ordering of the race: commit, the replay reads it, the socket starts, then the sender publishes."""
+    await befriend(client, bob, alice)
+    seen = await send_card(client, alice, bob, "seen")
+    db = client.server.app[keys.db]
+    committed, go_on = asyncio.Event(), asyncio.Event()
+    write = db.write
+
+    async def write_then_hold_the_racing_card(job):
+        result = await write(job)
+        if isinstance(result, tuple) and len(result) == 3 and result[1].get("content") == "racing":
+            committed.set()  # on disk: any read from here sees it
+            await go_on.wait()  # the sender's continuation, publish included, waits here
+        return result
+
+    monkeypatch.setattr(db, "write", write_then_hold_the_racing_card)
+    sending = asyncio.create_task(send_card(client, alice, bob, "racing"))
+    await asyncio.wait_for(committed.wait(), WAIT)
+    bob_ws = await open_ws_with_frame(client, bob, since=seen["id"])
+    racing = await receive_card(bob_ws)
+    assert racing["content"] == "racing"
+    assert await receive_json(bob_ws) == {"type": "replay_done", "count": 1, "has_more": False}
+    go_on.set()  # the socket has started: now the sender publishes
+    assert (await asyncio.wait_for(sending, WAIT)) == racing
+    await assert_quiet(bob_ws)
+    await assert_alive(bob_ws)
+    await bob_ws.close()
+
+
 async def test_since_in_the_query_with_header_auth_replays(client, clock, alice, bob):
     first = await send_card(client, alice, bob, "one")
     second = await send_card(client, alice, bob, "two")
