@@ -1,4 +1,4 @@
-"""`python run.py [serve|backup|create-user|reset-password]`: flags, environment, and nothing else."""
+"""`python run.py` and `bipupu-server`: flags, subcommands and the environment, and nothing else."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="run.py", description="Bipupu server: postcards for pupu devices.")
+    parser = Parser(description="Bipupu server: postcards for pupu devices.")
     parser.add_argument("--version", action="version", version=f"bipupu-server {__version__}")
     parser.add_argument("--host", help="bind address (BIPUPU_HOST, default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port (BIPUPU_PORT, default 8080)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,11 @@ import pytest
 from bipupu_server.app import init_app
 from bipupu_server.config import Config
 from tests.processes import STOP_TIMEOUT_S, Server, environment
+
+# The suite gives the same result whatever BIPUPU_* a user's shell exports (a data dir, a port, rate
+# limits off, a time zone…): none of them reaches the code under test. BIPUPU_FUZZ_* tune the suite itself.
+for _name in [name for name in os.environ if name.startswith("BIPUPU_") and not name.startswith("BIPUPU_FUZZ_")]:
+    del os.environ[_name]
 
 PASSWORD = "correct horse"
 ADMIN_PASSWORD = "admin-password-1"

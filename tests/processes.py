@@ -63,9 +63,10 @@ def call(base: str, method: str, path: str, body: Any = None, token: str | None 
 
 
 class Server:
-    """One `python run.py` serving on 127.0.0.1; stdout and stderr go to files read at any time."""
+    """One `python run.py` (or another `command`) serving on 127.0.0.1; stdout and stderr go to files."""
 
-    def __init__(self, tmp: Path, data_dir: Path, env: dict[str, str], name: str):
+    def __init__(self, tmp: Path, data_dir: Path, env: dict[str, str], name: str,
+                 command: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -73,7 +74,7 @@ class Server:
         self.err_path = tmp / f"{name}.stderr"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, str(RUN_PY), "--host", "127.0.0.1", "--port", str(self.port),
+                [*(command or [sys.executable, str(RUN_PY)]), "--host", "127.0.0.1", "--port", str(self.port),
                  "--data-dir", str(data_dir)],
                 cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             )

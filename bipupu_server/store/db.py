@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from importlib import resources
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping, TypeVar
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
+# Package data (setup.cfg), so an installed wheel finds it too; the repo's top-level schema.sql links here.
+SCHEMA_PATH = resources.files("bipupu_server") / "schema.sql"
 SCHEMA_VERSION = 3
 # version -> SQL that upgrades a database from version-1 to version. schema.sql is always the
 # result of applying all of them; add the change to both.

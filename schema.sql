@@ -1,0 +1,1 @@
+bipupu_server/schema.sql
