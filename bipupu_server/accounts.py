@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import unicodedata
@@ -127,8 +128,11 @@ def check_cosmic_profile(raw: Any) -> str:
         raise Invalid(f"cosmic_profile may nest at most {PROFILE_MAX_DEPTH} levels", field="cosmic_profile")
     try:
         encoded = orjson.dumps(raw)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: it could never be sent back
-        raise Invalid("cosmic_profile holds a value that cannot be stored", field="cosmic_profile") from None
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, kept exact by the body parser: written as it came
+        try:
+            encoded = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError):  # a lone surrogate, say: not text that can be stored
+            raise Invalid("cosmic_profile holds a value that cannot be stored", field="cosmic_profile") from None
     if len(encoded) > PROFILE_MAX_BYTES:
         raise Invalid(f"cosmic_profile must be at most {PROFILE_MAX_BYTES} bytes as JSON", field="cosmic_profile")
     return encoded.decode()
@@ -211,6 +215,24 @@ class Principal:
     is_admin: bool
 
 
+REFRESH_REFUSALS = {  # what a refresh or a logout found wrong with its refresh token
+    "unknown": Unauthorized("the refresh token is not valid", code="invalid_token"),
+    "revoked": Unauthorized("this login has been signed out", code="token_revoked"),
+    "reused": Unauthorized("this refresh token was already used; the login has been signed out for safety",
+                           code="refresh_token_reused"),
+    "spent": Unauthorized("this refresh token was already used; log out with the newest one",
+                          code="refresh_token_reused"),
+    "deactivated": Forbidden("this account is deactivated", code="account_deactivated"),
+}
+
+
+def _refuse_refresh_token(outcome: str) -> None:
+    """Raise the refusal for a write's outcome ("ok" passes)."""
+    if outcome != "ok":
+        refusal = REFRESH_REFUSALS[outcome]
+        raise type(refusal)(refusal.message, code=refusal.code)
+
+
 def me_view(row: dict[str, Any]) -> dict[str, Any]:
     """The /me object: everything about the caller except internals."""
     return {
@@ -218,7 +240,7 @@ def me_view(row: dict[str, Any]) -> dict[str, Any]:
         "username": row["username"],
         "nickname": row["nickname"],
         "avatar_url": row["avatar_url"],
-        "cosmic_profile": orjson.loads(row["cosmic_profile"]),
+        "cosmic_profile": orjson.Fragment(row["cosmic_profile"]),  # the stored JSON as it is: numbers unchanged
         "privacy": row["privacy"],
         "is_admin": bool(row["is_admin"]),
         "created_at": row["created_at"],
@@ -327,12 +349,14 @@ class Accounts:
             if wait is not None:
                 raise RateLimited("too many login attempts; try again later", wait, code="too_many_attempts")
         self.login_attempts.add(address)
+        # The failure is counted before bcrypt, not after it: guesses sent at once then find the
+        # window full instead of all passing the check while the first is still hashing.
+        self.login_failures.add(key)
         row = await users.by_username_key(self.db, key)
         ok = await self.hasher.verify(password, row["password_hash"] if row else None)
         if not ok:
-            self.login_failures.add(key)
             raise Unauthorized("wrong username or password", code="invalid_credentials")
-        self.login_failures.reset(key)
+        self.login_failures.reset(key)  # the right password gives the reservation back, and the rest
         if not row["is_active"]:
             raise Forbidden("this account is deactivated", code="account_deactivated")
 
@@ -370,15 +394,7 @@ class Accounts:
 
         # The reuse revocation must be committed, so outcomes are returned rather than raised.
         outcome, pair = await self.db.write(rotate)
-        if outcome == "unknown":
-            raise Unauthorized("the refresh token is not valid", code="invalid_token")
-        if outcome == "revoked":
-            raise Unauthorized("this login has been signed out", code="token_revoked")
-        if outcome == "reused":
-            raise Unauthorized("this refresh token was already used; the login has been signed out for safety",
-                               code="refresh_token_reused")
-        if outcome == "deactivated":
-            raise Forbidden("this account is deactivated", code="account_deactivated")
+        _refuse_refresh_token(outcome)
         return pair
 
     async def authenticate(self, access_token: str) -> Principal:
@@ -400,30 +416,41 @@ class Accounts:
         return ended
 
     async def logout(self, principal: Principal | None, refresh_token: Any, everywhere: bool) -> list[str]:
-        """End one login (the token's), or all of the user's; returns the ended session ids."""
+        """End one login (the token's), or all of the user's; returns the ended session ids.
+
+        A refresh token counts only while it could still refresh: one already spent (a rotated
+        copy, from a phone backup say) or of a signed-out login changes nothing.
+        """
+        claims = None
         if refresh_token is not None:
             if not isinstance(refresh_token, str):
                 raise Invalid("refresh_token must be a string", field="refresh_token")
             claims = self.signer.verify(refresh_token, REFRESH)
-            row = await self.db.fetchone(
-                "SELECT s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
-                (digest(refresh_token),))
-            if row is None or (principal is not None and row["user_id"] != principal.user_id):
-                raise Unauthorized("the refresh token is not valid", code="invalid_token")
-            user_id, session_id = row["user_id"], claims.sid
-        elif principal is not None:
-            user_id, session_id = principal.user_id, principal.session_id
-        else:
+        elif principal is None:
             raise Unauthorized("log out needs an access token or a refresh_token", code="missing_token")
         now_text = rfc3339(self.clock.time())
 
-        def revoke(tx: Tx) -> list[str]:
+        def revoke(tx: Tx) -> tuple[str, list[str]]:
+            if claims is not None:
+                row = sessions.refresh_token(tx, digest(refresh_token))
+                if (row is None or row["session_id"] != claims.sid
+                        or (principal is not None and row["user_id"] != principal.user_id)):
+                    return "unknown", []
+                if row["revoked_at"] is not None:
+                    return "revoked", []
+                if row["rotated_ts"] is not None:
+                    return "spent", []
+                user_id, session_id = row["user_id"], claims.sid
+            else:
+                user_id, session_id = principal.user_id, principal.session_id
             if everywhere:
-                return sessions.revoke_all(tx, user_id, now_text=now_text, why="logged out everywhere")
+                return "ok", sessions.revoke_all(tx, user_id, now_text=now_text, why="logged out everywhere")
             changed = sessions.revoke(tx, session_id, now_text=now_text, why="logged out")
-            return [session_id] if changed else []
+            return "ok", [session_id] if changed else []
 
-        return await self.db.write(revoke)
+        outcome, ended = await self.db.write(revoke)
+        _refuse_refresh_token(outcome)
+        return ended
 
     # profile
 

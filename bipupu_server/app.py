@@ -29,6 +29,7 @@ from .store import messages
 from .store.db import Database, DatabaseError
 from .web import auth, contacts, health, me, messages as messages_web, openapi, services as services_web, ws
 from .web.middleware import count_responses, error_middleware
+from .web.server import SERVER_NAME, Connections
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,11 @@ def _last_broadcast(app: web.Application) -> tuple[float, int]:
     return (broadcaster.last.duration_s, broadcaster.last.sent) if broadcaster is not None else (0.0, 0)
 
 
+async def name_no_versions(request: web.Request, response: web.StreamResponse) -> None:
+    """SPEC §4: the Server header tells a scanner nothing about what to attack."""
+    response.headers["Server"] = SERVER_NAME
+
+
 async def close_sockets(app: web.Application) -> None:
     """On shutdown, before handlers are awaited: every socket is told 1001 and its handler ends."""
     await app[keys.hub].close_all()
@@ -175,9 +181,11 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     app[keys.clock] = clock or SystemClock()
     app[keys.started_at] = app[keys.clock].monotonic()
     app[keys.hub] = Hub(max_per_user=config.ws_max_per_user, queue_size=config.ws_queue_size)
+    app[keys.connections] = Connections(config.connections_per_address, config.trusted_proxies)
     app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
     app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx, session_watch_ctx, loop_watch_ctx])
     app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(name_no_versions)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

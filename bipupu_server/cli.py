@@ -12,16 +12,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from aiohttp import web
 
-from . import __version__
+from . import __version__, keys
 from .app import init_app, open_accounts
 from .clock import SystemClock
 from .config import Config, ConfigError, from_environment
 from .errors import AppError
 from .store.backup import BackupError, backup_database
 from .store.db import DatabaseError
-from .web.accesslog import RedactingAccessLogger
+from .web import server
+from .web.accesslog import RedactingAccessLogger, RedactingFormatter
 
 log = logging.getLogger("bipupu")
 
@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(0o077)  # the database holds password hashes; the secret key signs every token
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # whatever a library logs, no token or password is written
+        handler.setFormatter(RedactingFormatter(handler.formatter))
     try:
         if args.command == "backup":
             return backup(args)
@@ -88,13 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(config: Config) -> int:
     app = init_app(config, clock=SystemClock())
 
-    def listening(_: str) -> None:  # run_app calls this once the socket is bound, not before
+    def listening() -> None:  # called once the socket is bound, not before
         log.info("bipupu-server %s on http://%s:%d, data in %s", __version__, config.host, config.port,
                  config.data_dir)
 
     try:
-        web.run_app(app, host=config.host, port=config.port, access_log_class=RedactingAccessLogger,
-                    print=listening, shutdown_timeout=10, loop=_event_loop())
+        server.run(app, app[keys.connections], config.host, config.port, loop=_event_loop(), listening=listening,
+                   access_log_class=RedactingAccessLogger)
     except OSError as exc:
         raise Failure(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     log.info("stopped cleanly")

@@ -6,8 +6,12 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Mapping, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+IPNetwork = Union[IPv4Network, IPv6Network]
 
 
 class ConfigError(Exception):
@@ -55,6 +59,11 @@ class Config:
     login_addr_limit: Limit = field(default_factory=lambda: Limit(30, 60))
     register_addr_limit: Limit = field(default_factory=lambda: Limit(10, 3600))
     max_body_bytes: int = 64 * 1024  # JSON bodies and WebSocket frames
+    body_timeout_s: float = 30.0  # to read a whole request body, once its headers are in
+    connections_per_address: int = 128  # open connections of one address but authenticated sockets; 0: no cap
+    # Reverse proxies on the box or the LAN: their connections are not capped, and limits key on
+    # the client address they put in X-Forwarded-For. Nobody else's X-Forwarded-For is believed.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     send_burst: int = 30  # postcards a sender may send at once, then one per send_refill_s
     send_refill_s: float = 2.0
     stranger_daily_limit: int = 5  # cards a day to someone who has not made you a contact
@@ -137,6 +146,14 @@ def _int(name: str, text: str, low: int, high: int) -> int:
     return value
 
 
+def _networks(name: str, text: str) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8), "
+                          f"not {text!r}") from None
+
+
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     value = text.strip().lower()
     if value not in choices:
@@ -190,4 +207,7 @@ def from_environment(
         login_fail_limit=limit("BIPUPU_LIMIT_LOGIN_FAILURES", "10/900"),
         login_addr_limit=limit("BIPUPU_LIMIT_LOGIN_ADDRESS", "30/60"),
         register_addr_limit=limit("BIPUPU_LIMIT_REGISTER_ADDRESS", "10/3600"),
+        connections_per_address=_int("BIPUPU_LIMIT_CONNECTIONS", get("BIPUPU_LIMIT_CONNECTIONS", "128"), 0, 1_000_000),
+        body_timeout_s=_int("BIPUPU_BODY_TIMEOUT", get("BIPUPU_BODY_TIMEOUT", "30"), 1, 3600),
+        trusted_proxies=_networks("BIPUPU_TRUSTED_PROXIES", get("BIPUPU_TRUSTED_PROXIES", "")),
     )

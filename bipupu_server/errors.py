@@ -8,6 +8,7 @@ class AppError(Exception):
 
     status = 400
     code = "bad_request"
+    closes = False  # the connection is closed after the answer (its state is unknown)
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -46,6 +47,12 @@ class NotFound(AppError):
 
 class Conflict(AppError):
     status, code = 409, "conflict"
+
+
+class RequestTimeout(AppError):
+    """The body did not arrive in time: the rest of it is never read, the connection is closed."""
+
+    status, code, closes = 408, "request_timeout", True
 
 
 class PayloadTooLarge(AppError):

@@ -17,6 +17,7 @@ from .services.broadcast import Broadcaster
 from .services.catalog import Services
 from .services.scheduler import Scheduler
 from .store.db import Database
+from .web.server import Connections
 
 config = web.AppKey("config", Config)
 clock = web.AppKey("clock", Clock)
@@ -31,3 +32,4 @@ services = web.AppKey("services", Services)
 broadcaster = web.AppKey("broadcaster", Broadcaster)
 scheduler = web.AppKey("scheduler", Scheduler)
 metrics = web.AppKey("metrics", Metrics)
+connections = web.AppKey("connections", Connections)  # open connections per client address (web/server.py)

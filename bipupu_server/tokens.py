@@ -63,6 +63,8 @@ class TokenSigner:
         return claims
 
     def _check_signature(self, token: str) -> Claims:
+        if not token.isascii():  # every token we sign is ASCII; itsdangerous cannot even encode some others
+            raise Unauthorized("the token is not valid", code="invalid_token")
         try:
             data = self._serializer.loads(token)
         except BadSignature:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from contextlib import closing
@@ -270,7 +271,9 @@ async def test_exhausted_bipupu_id_space_refuses_registration(client):
     db_execute(client, "UPDATE counters SET value = 99999998 WHERE name = 'bipupu_id'")
     assert (await register(client, "alice"))["bipupu_id"] == "99999999"
     resp = await client.post("/auth/register", json={"username": "bob", "password": PASSWORD})
-    await assert_error(resp, 503, "bipupu_id_exhausted")
+    # Permanent, not a retry-later: a 4xx without Retry-After (a 503 with none told clients to retry for ever).
+    await assert_error(resp, 409, "bipupu_id_exhausted")
+    assert "Retry-After" not in resp.headers
     assert user_count(client) == 2
     assert id_counter(client) == 99999999
     await assert_error(await login(client, "bob"), 401, "invalid_credentials")
@@ -345,6 +348,48 @@ async def test_ten_failed_logins_lock_the_username_for_15_minutes(client, clock,
     clock.advance(15 * 60 + 1)
     resp = await login(client, "alice")
     assert resp.status == 200, await resp.text()
+
+
+async def test_guesses_sent_at_once_cannot_outrun_the_failure_limit(client, alice):
+    # Forces the ordering that let every guess through: all 25 are in flight, none has finished
+    # bcrypt, before any answer is given. At most 10 may reach bcrypt; the others are refused.
+    accounts = client.server.app[keys.accounts]
+    verify, gate, hashing = accounts.hasher.verify, asyncio.Event(), []
+
+    async def verify_when_all_are_in(password: str, hashed: str | None) -> bool:
+        hashing.append(password)
+        await gate.wait()
+        return await verify(password, hashed)
+
+    accounts.hasher.verify = verify_when_all_are_in
+    answers: list[int] = []
+
+    async def guess(n: int) -> None:
+        resp = await login(client, "alice", f"guess number {n}")
+        answers.append(resp.status)
+        if resp.status == 429:
+            await assert_error(resp, 429, "too_many_attempts")
+
+    async def all_in() -> None:  # every guess is either hashing or answered
+        while len(hashing) + len(answers) < 25:
+            await asyncio.sleep(0.001)
+
+    guesses = [asyncio.create_task(guess(n)) for n in range(25)]
+    await asyncio.wait_for(all_in(), 10)
+    gate.set()
+    await asyncio.gather(*guesses)
+    assert len(hashing) == 10
+    assert sorted(answers) == [401] * 10 + [429] * 15
+    await assert_error(await login(client, "alice"), 429, "too_many_attempts")  # even the right password now
+
+
+async def test_the_right_password_gives_back_its_reserved_failure(client, alice):
+    for _ in range(9):
+        await assert_error(await login(client, "alice", "not the password"), 401, "invalid_credentials")
+    assert (await login(client, "alice")).status == 200  # counted as a failure while hashing, then given back
+    for _ in range(10):
+        await assert_error(await login(client, "alice", "not the password"), 401, "invalid_credentials")
+    await assert_error(await login(client, "alice"), 429, "too_many_attempts")
 
 
 async def test_more_than_30_login_attempts_from_one_address_in_a_minute_are_refused(client, clock, alice):
@@ -571,6 +616,38 @@ async def test_logout_with_another_users_refresh_token_is_refused(client, alice,
     await assert_error(resp, 401, "invalid_token")
     await assert_me(client, bob["access_token"], bob["bipupu_id"])
     await assert_me(client, alice["access_token"], alice["bipupu_id"])
+
+
+async def test_a_spent_refresh_token_cannot_log_anyone_out(client, alice):
+    # An old copy of a rotated token (a phone backup) must not sign the owner out of every device.
+    phone = await (await login(client, "alice")).json()
+    rotated = await refresh(client, alice["refresh_token"])
+    assert rotated.status == 200
+    newest = await rotated.json()
+    for body in ({"refresh_token": alice["refresh_token"], "all": True}, {"refresh_token": alice["refresh_token"]}):
+        resp = await client.post("/auth/logout", json=body)
+        await assert_error(resp, 401, "refresh_token_reused")
+    for session in (newest, phone):  # nothing was signed out, and the newest token still refreshes
+        await assert_me(client, session["access_token"], alice["bipupu_id"])
+    assert (await refresh(client, newest["refresh_token"])).status == 200
+
+
+async def test_the_refresh_token_of_a_signed_out_login_cannot_log_anyone_out(client, alice):
+    phone = await (await login(client, "alice")).json()
+    assert (await client.post("/auth/logout", headers=bearer(alice))).status == 204
+    resp = await client.post("/auth/logout", json={"refresh_token": alice["refresh_token"], "all": True})
+    await assert_error(resp, 401, "token_revoked")
+    await assert_me(client, phone["access_token"], alice["bipupu_id"])
+
+
+async def test_a_password_change_leaves_old_refresh_tokens_unable_to_log_out(client, alice):
+    phone = await (await login(client, "alice")).json()
+    resp = await client.put("/me/password", json={"old_password": PASSWORD, "new_password": NEW_PASSWORD},
+                            headers=bearer(phone))
+    assert resp.status == 204, await resp.text()
+    resp = await client.post("/auth/logout", json={"refresh_token": alice["refresh_token"], "all": True})
+    await assert_error(resp, 401, "token_revoked")
+    await assert_me(client, phone["access_token"], alice["bipupu_id"])
 
 
 # Password change ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from contextlib import closing
@@ -180,6 +181,31 @@ async def test_put_me_cosmic_profile_replaces_the_whole_object(client, alice):
     resp = await put_me(client, alice, {"cosmic_profile": {"bazi": "甲子"}})
     assert resp.status == 200
     assert (await get_me(client, alice))["cosmic_profile"] == {"bazi": "甲子"}
+
+
+async def test_put_me_cosmic_profile_keeps_numbers_as_they_came(client, alice):
+    # orjson reads integers past 64 bits as floats; a profile keeps them exact, and small ones stay integers.
+    raw = '{"cosmic_profile": {"lucky": 123456789012345678901234567890, "small": 7, "negative": -3, ' \
+          '"half": 1.5, "nested": [18446744073709551616, {"n": 2}]}}'
+    resp = await client.put("/me", data=raw, headers={**bearer(alice), "Content-Type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    expected = {"lucky": 123456789012345678901234567890, "small": 7, "negative": -3, "half": 1.5,
+                "nested": [18446744073709551616, {"n": 2}]}
+    for body in (await resp.text(), await (await client.get("/me", headers=bearer(alice))).text()):
+        profile = json.loads(body)["cosmic_profile"]  # the standard library: exact integers
+        assert profile == expected
+        assert all(type(profile[k]) is int for k in ("lucky", "small", "negative"))
+        assert "123456789012345678901234567890" in body
+
+
+@pytest.mark.parametrize("raw", ['{"cosmic_profile": {"n": 123456789012345678901234567890, "x": NaN}}',
+                                 '{"cosmic_profile": {"n": 123456789012345678901234567890, "s": "\\ud800"}}',
+                                 '{"cosmic_profile": {"n": 123456789012345678901234567890} ',
+                                 '[' * 5000 + '123456789012345678901234567890' + ']' * 5000])
+async def test_bodies_with_big_integers_are_still_checked_like_any_json(client, alice, raw):
+    resp = await client.put("/me", data=raw, headers={**bearer(alice), "Content-Type": "application/json"})
+    await assert_error(resp, 400, "malformed_json")
+    assert (await get_me(client, alice))["cosmic_profile"] == {}
 
 
 async def test_put_me_shows_on_the_public_card(client, alice, bob):

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import json
 import logging
 import sqlite3
@@ -19,7 +20,7 @@ from itsdangerous import URLSafeSerializer
 
 from bipupu_server import keys
 from bipupu_server.app import init_app
-from bipupu_server.web.accesslog import RedactingAccessLogger
+from bipupu_server.web.accesslog import RedactingAccessLogger, RedactingFormatter
 from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, register
 
 ALICE, BOB, CAROL = "00000002", "00000003", "00000004"
@@ -198,6 +199,48 @@ async def test_logs_hold_no_password_token_or_key_through_a_whole_session(served
     assert any('"POST /auth/login" 401' in line for line in access), access
 
 
+def test_the_log_formatter_redacts_tokens_and_passwords_wherever_they_appear(alice_tokens_offline):
+    """run.py formats every line with it: the last guard for what a library logs on its own."""
+    access, refresh = alice_tokens_offline
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s")))
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    logger.propagate, level = False, logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.error("Error handling request: Invalid header value char: b'Bearer %s\\x01'", access)
+        logger.warning("GET /ws?since=0190a000-0000-7000-8000-000000000001&token=%s HTTP/1.1", access)
+        logger.info("body %s", {"refresh_token": refresh, "password": "hunter2-hunter2", "content": "hello"})
+        logger.info('json {"old_password": "first-secret", "new_password": "second-secret"}')
+        try:
+            raise ValueError(f"could not parse {refresh}")
+        except ValueError:
+            logger.exception("failed in bipupu_server.web.auth for %s", "00000002")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(level)
+    text = stream.getvalue()
+    for secret in (access, refresh, *access.split("."), *refresh.split("."), "hunter2-hunter2", "first-secret",
+                   "second-secret"):
+        if len(secret) >= 8:
+            assert secret not in text, (secret, text)
+    # What is not secret stays readable.
+    for kept in ("0190a000-0000-7000-8000-000000000001", "bipupu_server.web.auth", "00000002", "hello",
+                 "Traceback", "ValueError", "GET /ws?since="):
+        assert kept in text, (kept, text)
+
+
+@pytest.fixture
+def alice_tokens_offline(make_config, clock) -> tuple[str, str]:
+    """A real access and refresh token pair, as the server signs them (no server needed)."""
+    from bipupu_server.tokens import TokenSigner
+    signer = TokenSigner(make_config().secret_key, clock, access_ttl_s=3600, refresh_ttl_s=86400)
+    return signer.access("00000002", "5b0f7e2a-2f4c-4f5e-9d0e-6c1f1d2e3a4b"), signer.refresh("session")[0]
+
+
 async def test_a_client_hanging_up_mid_body_is_no_server_error(served_like_run_py, debug_logs):
     """A phone that loses signal while uploading a card: run.py's setting (no handler cancellation) makes the
     handler see the lost connection; that is the client's doing, not a 500 or an ERROR with a traceback."""
@@ -282,6 +325,65 @@ async def test_the_genuine_token_passes_where_the_forgeries_fail(client, alice):
     remade = _itsdangerous(client.server.app[keys.config].secret_key, claims)
     assert remade == alice["access_token"]
     assert (await client.get("/me", headers={"Authorization": f"Bearer {remade}"})).status == 200
+
+
+# Tokens that are not ASCII ------------------------------------------------------------------------
+# itsdangerous cannot even encode some (a raw 0xff byte arrives as a lone surrogate): they were a 500.
+
+NON_ASCII_TOKENS = {"raw-0xff": "\udcff", "utf-8": "令牌.签名", "latin-1-after-a-real-token": None}
+
+
+def non_ascii(kind: str, account: dict[str, Any]) -> str:
+    token = NON_ASCII_TOKENS[kind]
+    return token if token is not None else account["access_token"] + "\u00e9"
+
+
+@pytest.mark.parametrize("kind", NON_ASCII_TOKENS)
+async def test_a_token_that_is_not_ascii_is_401_everywhere_a_token_goes(client, alice, kind):
+    token = non_ascii(kind, alice)
+    # As bytes on the wire: a 0xff byte, or UTF-8 (aiohttp's client would refuse to send either).
+    header = token.encode("utf-8", "surrogateescape").decode("latin-1")
+    for path in ("/me", "/messages", "/contacts"):
+        status, headers, body = await raw_get(client, path, {"Authorization": f"Bearer {header}"})
+        assert status == 401, (path, body)
+        assert json.loads(body)["error"]["code"] == "invalid_token"
+    if kind != "raw-0xff":  # JSON text cannot carry a lone surrogate
+        for body in ({"refresh_token": token}, {"refresh_token": token, "all": True}):
+            await assert_error(await client.post("/auth/logout", json=body), 401, "invalid_token")
+            await assert_error(await client.post("/auth/refresh", json={"refresh_token": token}), 401,
+                               "invalid_token")
+        assert await ws_refused_with(client, token, "frame") == 4001
+        assert await ws_refused_with(client, token, "query") == 4001
+    assert (await client.get("/me", headers=bearer(alice))).status == 200
+
+
+async def test_a_raw_0xff_token_on_the_websocket_upgrade_is_closed_4001_not_a_500(client, alice):
+    host, port = client.server.host, client.server.port
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), WAIT)
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    writer.write((f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer \xff\r\n\r\n")
+                 .encode("latin-1"))
+    raw = b""
+    try:
+        while len(raw.partition(b"\r\n\r\n")[2]) < 4:  # the 101, then the close frame's first bytes
+            chunk = await asyncio.wait_for(reader.read(4096), WAIT)
+            assert chunk, raw
+            raw += chunk
+    finally:
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()
+    head, _, frames = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert frames[0] == 0x88 and int.from_bytes(frames[2:4], "big") == 4001, frames[:16]
+    assert b"500" not in frames
+
+
+async def test_no_answer_names_the_server_software_or_its_version(client, alice):
+    for resp in (await client.get("/health"), await client.get("/nowhere"), await client.get("/me"),
+                 await client.get("/me", headers=bearer(alice))):
+        assert resp.headers["Server"] == "bipupu", resp.headers
 
 
 # Path traversal and odd paths ----------------------------------------------------------------

@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Conflict, Unavailable
+from ..errors import Conflict
 from .db import Database, Tx
 
 MAX_BIPUPU_ID = 99_999_999
@@ -32,8 +32,8 @@ def create(tx: Tx, user: NewUser) -> str:
     row = tx.fetchone("SELECT value FROM counters WHERE name = 'bipupu_id'")
     number = row["value"] + 1
     if number > MAX_BIPUPU_ID:
-        raise Unavailable("all 99,999,999 bipupu_ids are taken; no new account can be created",
-                          code="bipupu_id_exhausted")
+        raise Conflict("all 99,999,999 bipupu_ids are taken: this server can create no new account",
+                       code="bipupu_id_exhausted")
     bipupu_id = f"{number:08d}"
     try:
         tx.execute(

@@ -44,7 +44,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except AppError as exc:
-        return error_response(exc.status, exc.body(), exc.headers)
+        response = error_response(exc.status, exc.body(), exc.headers)
+        if exc.closes:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -31,6 +31,8 @@ def ok(description: str, schema: str | None = None) -> dict[str, Any]:
 
 
 def errors(*statuses: int) -> dict[str, Any]:
+    if 413 in statuses:  # a body that can be too large can also arrive too slowly
+        statuses = tuple(sorted({*statuses, 408}))
     return {str(status): {"$ref": f"#/components/responses/E{status}"} for status in statuses}
 
 
@@ -39,13 +41,15 @@ ERROR_MEANINGS = {
     401: "Missing, invalid, expired, revoked or wrong-type token; or wrong credentials.",
     403: "Forbidden (e.g. registration_closed, account_deactivated, wrong_password).",
     404: "Not found.",
-    409: "Conflict (e.g. username_taken, contact_exists, block_exists).",
+    408: "The body did not arrive within 30 s of the headers (request_timeout); the connection is closed.",
+    409: "Conflict (e.g. username_taken, contact_exists, block_exists; bipupu_id_exhausted when every 8-digit id "
+         "is taken, which is permanent: do not retry).",
     413: "JSON body over 64 KiB.",
     422: "Validation failed; `field` names the field (codes: missing_field, unknown_field, invalid_field, "
          "immutable_field, password_too_short, password_too_long, username_all_digits).",
     429: "Rate limited (rate_limited, too_many_attempts, stranger_quota_exceeded); `Retry-After` says how many "
          "seconds to wait.",
-    503: "Database unavailable (or bipupu_id space exhausted); retry later.",
+    503: "Database unavailable; retry after `Retry-After` seconds.",
 }
 
 BIPUPU_ID = {"type": "string", "pattern": "^[0-9]{8}$", "examples": ["00000002"]}
