@@ -28,7 +28,7 @@ from .services.scheduler import Scheduler
 from .store import messages
 from .store.db import Database, DatabaseError
 from .web import auth, contacts, health, me, messages as messages_web, openapi, services as services_web, ws
-from .web.middleware import count_responses, error_middleware
+from .web.middleware import cors, count_responses, error_middleware
 from .web.server import SERVER_NAME, Connections
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,10 @@ def _last_broadcast(app: web.Application) -> tuple[float, int]:
     return (broadcaster.last.duration_s, broadcaster.last.sent) if broadcaster is not None else (0.0, 0)
 
 
-async def name_no_versions(request: web.Request, response: web.StreamResponse) -> None:
-    """SPEC §4: the Server header tells a scanner nothing about what to attack."""
+async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """SPEC §4: a Server header that names no version; nothing cached (answers carry tokens, mailboxes)."""
     response.headers["Server"] = SERVER_NAME
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 async def close_sockets(app: web.Application) -> None:
@@ -176,7 +177,9 @@ async def close_sockets(app: web.Application) -> None:
 
 def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     """Build the application; used by run.py and by every test."""
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[count_responses, error_middleware])
+    # CORS only when origins are listed: otherwise browsers on other origins are refused, at no cost per request.
+    middlewares = [count_responses, *([cors] if config.cors_origins else []), error_middleware]
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     app[keys.config] = config
     app[keys.clock] = clock or SystemClock()
     app[keys.started_at] = app[keys.clock].monotonic()
@@ -185,7 +188,10 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
     app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx, session_watch_ctx, loop_watch_ctx])
     app.on_shutdown.append(close_sockets)
-    app.on_response_prepare.append(name_no_versions)
+    app.on_response_prepare.append(common_headers)
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+        if method == "GET":
+            app.router.add_get(path, handler)  # and HEAD: monitors ask `curl -I /health`
+        else:
+            app.router.add_route(method, path, handler)
     return app

@@ -64,6 +64,7 @@ class Config:
     # Reverse proxies on the box or the LAN: their connections are not capped, and limits key on
     # the client address they put in X-Forwarded-For. Nobody else's X-Forwarded-For is believed.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # web Apps on these origins may call the API from a browser
     send_burst: int = 30  # postcards a sender may send at once, then one per send_refill_s
     send_refill_s: float = 2.0
     stranger_daily_limit: int = 5  # cards a day to someone who has not made you a contact
@@ -154,6 +155,15 @@ def _networks(name: str, text: str) -> tuple[IPNetwork, ...]:
                           f"not {text!r}") from None
 
 
+def _origins(name: str, text: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        scheme, _, host = origin.partition("://")
+        if scheme not in ("http", "https") or not host or "/" in host:
+            raise ConfigError(f"{name} must be comma-separated origins like https://app.example, not {origin!r}")
+    return origins
+
+
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     value = text.strip().lower()
     if value not in choices:
@@ -210,4 +220,5 @@ def from_environment(
         connections_per_address=_int("BIPUPU_LIMIT_CONNECTIONS", get("BIPUPU_LIMIT_CONNECTIONS", "128"), 0, 1_000_000),
         body_timeout_s=_int("BIPUPU_BODY_TIMEOUT", get("BIPUPU_BODY_TIMEOUT", "30"), 1, 3600),
         trusted_proxies=_networks("BIPUPU_TRUSTED_PROXIES", get("BIPUPU_TRUSTED_PROXIES", "")),
+        cors_origins=_origins("BIPUPU_CORS_ORIGINS", get("BIPUPU_CORS_ORIGINS", "")),
     )

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from .hub import Hub
 
@@ -29,13 +29,22 @@ class Metrics:
               registry=registry).set_function(lambda: last_broadcast()[0])
         Gauge("bipupu_last_broadcast_messages", "How many messages the last fan-out stored.",
               registry=registry).set_function(lambda: last_broadcast()[1])
-        self.ble = Enum("bipupu_ble_relay", "State of the BLE relay link.", states=BLE_STATES, registry=registry)
+        # A gauge per state, labelled `state` (prometheus_client's Enum would name the label after the metric).
+        self.ble = Gauge("bipupu_ble_relay", "State of the BLE relay link: 1 for the current state.", ["state"],
+                         registry=registry)
         self.loop_lag = Gauge("bipupu_event_loop_lag_seconds", "Event-loop lag at the last probe.", registry=registry)
         self.loop_lag_max = Gauge("bipupu_event_loop_lag_max_seconds", "Worst event-loop lag seen since start.",
                                   registry=registry)
         for msg_type in ("USER_POSTCARD", "VOICE_TRANSCRIPT", "COSMIC_BROADCAST"):
             self.messages.labels(msg_type)  # present at 0 from the start
-        self.ble.state("off")
+        self.ble_state("off")
+
+    def ble_state(self, state: str) -> None:
+        """The relay's link is now in `state` (one of BLE_STATES)."""
+        if state not in BLE_STATES:
+            raise ValueError(f"unknown BLE relay state {state!r}")
+        for each in BLE_STATES:
+            self.ble.labels(each).set(1 if each == state else 0)
 
     def stored(self, msg_type: str, count: int = 1) -> None:
         self.messages.labels(msg_type).inc(count)

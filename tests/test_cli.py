@@ -141,6 +141,8 @@ BAD_INPUT = [
      ["BIPUPU_TRUSTED_PROXIES", "proxy.lan"]),
     ("connection-cap-negative", [], {"BIPUPU_LIMIT_CONNECTIONS": "-1"}, 1, "bipupu: error:",
      ["BIPUPU_LIMIT_CONNECTIONS"]),
+    ("cors-origin-with-a-path", [], {"BIPUPU_CORS_ORIGINS": "https://app.example/mailbox"}, 1, "bipupu: error:",
+     ["BIPUPU_CORS_ORIGINS"]),
     ("body-timeout-zero", [], {"BIPUPU_BODY_TIMEOUT": "0"}, 1, "bipupu: error:", ["BIPUPU_BODY_TIMEOUT"]),
     ("data-dir-is-a-file", ["--data-dir", "{file}"], {}, 1, "bipupu: error:", ["{file}", "not a directory"]),
     ("data-dir-under-a-file", ["--data-dir", "{file}/data"], {}, 1, "bipupu: error:", ["{file}/data"]),

@@ -89,8 +89,8 @@ async def test_last_broadcast_size_and_duration(client, alice, bob):
 
 async def test_ble_relay_state_and_loop_lag_are_exposed(client):
     samples = await scrape(client)
-    assert value(samples, "bipupu_ble_relay", bipupu_ble_relay="off") == 1
-    assert value(samples, "bipupu_ble_relay", bipupu_ble_relay="connected") == 0
+    assert value(samples, "bipupu_ble_relay", state="off") == 1  # labelled `state`, as the README says
+    assert value(samples, "bipupu_ble_relay", state="connected") == 0
     assert value(samples, "bipupu_event_loop_lag_seconds") >= 0
     assert value(samples, "bipupu_event_loop_lag_max_seconds") >= 0
 

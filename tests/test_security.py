@@ -171,7 +171,7 @@ async def test_logs_hold_no_password_token_or_key_through_a_whole_session(served
         assert msg.type == WSMsgType.TEXT and json.loads(msg.data)["type"] == "auth_ok", msg
     async with http.ws_connect("/ws", params={"token": login["access_token"]}) as ws:  # signed out by the reuse
         msg = await ws.receive(timeout=WAIT)
-        assert msg.type == WSMsgType.CLOSE and msg.data == 4001, msg
+        assert msg.type == WSMsgType.CLOSE and msg.data == 4003, msg  # signed out: do not retry
     await ok(await http.get("/health", params={"access_token": fresh["access_token"],
                                                "refresh_token": fresh["refresh_token"], "password": second}), 200)
     await ok(await http.post("/auth/logout", json={"refresh_token": fresh["refresh_token"]},

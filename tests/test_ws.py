@@ -203,11 +203,13 @@ async def test_an_expired_token_is_refused_with_4001(client, clock, alice, how):
     await assert_closed(ws, 4001)
 
 
-async def test_a_token_of_a_signed_out_session_is_refused_with_4001(client, alice):
+@pytest.mark.parametrize("how", ["header", "query", "frame"])
+async def test_a_token_of_a_signed_out_session_is_refused_with_4003(client, alice, how):
+    # SPEC §5: signed out means "do not retry with it" (4003), not "refresh and retry" (4001).
     resp = await client.post("/auth/logout", headers=bearer(alice))
     assert resp.status == 204, await resp.text()
-    ws = await connect_with(client, alice["access_token"], "header")
-    await assert_closed(ws, 4001)
+    ws = await connect_with(client, alice["access_token"], how)
+    await assert_closed(ws, 4003)
 
 
 @pytest.mark.parametrize("header", ["Basic YWxpY2U6cGFzc3dvcmQ=", "Bearer", "Bearer    ", "Token abc"])

@@ -39,6 +39,28 @@ async def count_responses(request: web.Request, handler) -> web.StreamResponse:
     return response
 
 
+CORS_METHODS = "GET, HEAD, POST, PUT, DELETE"
+CORS_HEADERS = "Authorization, Content-Type"
+
+
+@web.middleware
+async def cors(request: web.Request, handler) -> web.StreamResponse:
+    """BIPUPU_CORS_ORIGINS: a web App on one of those origins may call the API, preflight included."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin not in request.app[keys.config].cors_origins:
+        return await handler(request)  # no CORS headers: the browser refuses the answer to the page
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response = web.Response(status=204, headers={"Access-Control-Allow-Methods": CORS_METHODS,
+                                                     "Access-Control-Allow-Headers": CORS_HEADERS,
+                                                     "Access-Control-Max-Age": "600"})
+    else:
+        response = await handler(request)
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+    response.headers["Access-Control-Allow-Origin"] = origin  # tokens, not cookies: no credentials mode
+    response.headers["Vary"] = "Origin"
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:

@@ -110,6 +110,8 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> tupl
     except Forbidden as exc:
         raise Refused(SIGNED_OUT, exc.message) from None
     except AppError as exc:
+        if exc.code == "token_revoked":  # signed out: refreshing cannot help, so not 4001
+            raise Refused(SIGNED_OUT, exc.message) from None
         raise Refused(BAD_TOKEN, exc.message) from None
     except (sqlite3.Error, DatabaseError):
         raise Refused(TRY_AGAIN_LATER, "database unavailable; reconnect later") from None
