@@ -175,6 +175,7 @@ class Mailbox:
         content = check_content(content)
         msg_type = check_msg_type(msg_type)
         pattern_json = check_pattern(pattern)
+        pattern = orjson.loads(pattern_json)  # as stored: what a retry is compared with
         client_msg_id = check_client_msg_id(client_msg_id)
         if not isinstance(receiver_id, str):
             raise Invalid("receiver_id must be a string", field="receiver_id")
@@ -184,6 +185,12 @@ class Mailbox:
             if client_msg_id is not None:
                 earlier = messages.by_client_id(tx, sender, client_msg_id)
                 if earlier is not None:
+                    # A retry repeats its card; another card under the same key is a client bug that
+                    # would otherwise be swallowed (the IETF Idempotency-Key draft; Stripe).
+                    if (earlier["receiver_id"], earlier["content"], earlier["msg_type"]) != (
+                            receiver_id, content, msg_type) or orjson.loads(earlier["pattern"]) != pattern:
+                        raise Invalid("this client_msg_id was already used for another card",
+                                      code="idempotency_key_reused", field="client_msg_id")
                     return "earlier", earlier, None
             if receiver_id == sender:
                 raise Invalid("a card cannot be sent to yourself", code="self_message", field="receiver_id")

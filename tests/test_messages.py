@@ -372,10 +372,12 @@ async def test_the_admin_account_is_an_ordinary_receiver(client, alice):
 # client_msg_id idempotency ----------------------------------------------------------------------
 
 async def test_resending_a_client_msg_id_returns_the_original_message_with_200(client, clock, alice, bob):
-    first = await send_card(client, alice, BOB, "first try", client_msg_id="card-1")
+    first = await send_card(client, alice, BOB, "first try", client_msg_id="card-1",
+                            pattern={"effect": "blink", "led_color": "#FF0000"})
     clock.advance(5)
-    resp = await post_card(client, alice, BOB, "second try, different text", client_msg_id="card-1",
-                           pattern={"effect": "blink"})
+    # The same card again (spaces around the text and the pattern's key order do not make it another).
+    resp = await post_card(client, alice, BOB, "  first try ", client_msg_id="card-1",
+                           pattern={"led_color": "#FF0000", "effect": "blink"})
     assert resp.status == 200, await resp.text()
     assert await resp.json() == first
     assert db_rows(client, "SELECT count(*) FROM messages WHERE sender_id = ?", (ALICE,)) == [(1,)]
@@ -384,13 +386,31 @@ async def test_resending_a_client_msg_id_returns_the_original_message_with_200(c
     assert await ids_in(client, alice, direction="sent") == [first["id"]]
 
 
-async def test_a_client_msg_id_is_per_sender_so_a_resend_to_someone_else_still_returns_the_original(
-        client, alice, bob, carol):
+CHANGED_CARDS = {  # what a reuse of the key changes: each makes it another card, refused
+    "receiver": {"receiver_id": CAROL, "content": "for bob"},
+    "content": {"receiver_id": BOB, "content": "for bob, edited"},
+    "msg_type": {"receiver_id": BOB, "content": "for bob", "msg_type": "VOICE_TRANSCRIPT"},
+    "pattern": {"receiver_id": BOB, "content": "for bob", "pattern": {"effect": "rainbow"}},
+}
+
+
+@pytest.mark.parametrize("change", CHANGED_CARDS)
+async def test_a_client_msg_id_reused_for_another_card_is_422_and_stores_nothing(client, alice, bob, carol, change):
     first = await send_card(client, alice, BOB, "for bob", client_msg_id="k")
-    resp = await post_card(client, alice, CAROL, "for carol", client_msg_id="k")
+    resp = await client.post("/messages", json={**CHANGED_CARDS[change], "client_msg_id": "k"}, headers=bearer(alice))
+    await assert_error(resp, 422, "idempotency_key_reused", field="client_msg_id")
+    assert (await mailbox(client, carol))["messages"] == []
+    assert (await mailbox(client, bob))["messages"] == [first]
+    assert stored_count(client) == 1
+
+
+async def test_a_retry_of_a_card_the_sender_deleted_still_answers_the_original(client, alice, bob):
+    first = await send_card(client, alice, BOB, "hello", client_msg_id="k")
+    assert (await client.delete(f"/messages/{first['id']}", headers=bearer(alice))).status == 204
+    resp = await post_card(client, alice, BOB, "hello", client_msg_id="k")  # the key names the send
     assert resp.status == 200, await resp.text()
     assert await resp.json() == first
-    assert (await mailbox(client, carol))["messages"] == []
+    assert await ids_in(client, alice, direction="sent") == []  # and it does not come back to the outbox
     assert stored_count(client) == 1
 
 
@@ -430,7 +450,7 @@ async def test_a_resend_returns_the_original_even_after_the_receiver_was_deactiv
 
 
 async def test_concurrent_resends_of_one_client_msg_id_store_a_single_card(client, alice, bob):
-    responses = await asyncio.gather(*(post_card(client, alice, BOB, f"try {n}", client_msg_id="retry")
+    responses = await asyncio.gather(*(post_card(client, alice, BOB, "try", client_msg_id="retry")
                                        for n in range(5)))
     statuses = sorted(r.status for r in responses)
     bodies = [await r.json() for r in responses]

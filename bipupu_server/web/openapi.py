@@ -46,7 +46,7 @@ ERROR_MEANINGS = {
          "is taken, which is permanent: do not retry).",
     413: "JSON body over 64 KiB.",
     422: "Validation failed; `field` names the field (codes: missing_field, unknown_field, invalid_field, "
-         "immutable_field, password_too_short, password_too_long, username_all_digits).",
+         "immutable_field, password_too_short, password_too_long, username_all_digits, idempotency_key_reused).",
     429: "Rate limited (rate_limited, too_many_attempts, stranger_quota_exceeded); `Retry-After` says how many "
          "seconds to wait.",
     503: "Database unavailable; retry after `Retry-After` seconds.",
@@ -180,7 +180,10 @@ SCHEMAS.update({
                          "description": "COSMIC_BROADCAST is refused with 403 msg_type_not_allowed."},
             "pattern": ref("Pattern"),
             "client_msg_id": {"type": "string", "minLength": 1, "maxLength": CLIENT_MSG_ID_MAX,
-                              "description": "Idempotency key per sender: resending returns the original (200)."},
+                              "description": "Idempotency key per sender: resending the same card (receiver, "
+                                             "content after trimming, msg_type, pattern) returns the original "
+                                             "(200), even after the sender deleted it from the outbox; the same "
+                                             "key with another card is 422 idempotency_key_reused."},
         },
     },
     "Message": {
