@@ -62,6 +62,9 @@ def _color(value: Any) -> str:
 
 
 def _duration(value: Any) -> int:
+    # JSON Schema's "integer" takes 1.0 too (a number with no fraction), and so does the server.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60:
         raise Invalid("pattern.duration_s must be a whole number of seconds from 1 to 60", field="pattern.duration_s")
     return value

@@ -1077,3 +1077,19 @@ async def test_content_is_stored_and_returned_verbatim_after_trimming(client, al
     assert await (await get_card(client, bob, card["id"])).json() == card
     assert db_rows(client, "SELECT content FROM messages WHERE id = ?", (card["id"],)) == [(stored,)]
     assert db_rows(client, "SELECT count(*) FROM users") == [(3,)]
+
+
+@pytest.mark.parametrize("duration", [1.0, 60.0, 30])
+async def test_a_whole_duration_written_as_a_float_is_the_integer_json_schema_says_it_is(client, alice, bob, duration):
+    # JSON Schema 2020-12 reads 1.0 as an integer; the document says "integer", so the server agrees.
+    card = await send_card(client, alice, BOB, "timed", pattern={"duration_s": duration})
+    assert card["pattern"]["duration_s"] == int(duration) and type(card["pattern"]["duration_s"]) is int
+
+
+@pytest.mark.parametrize("duration", [1.5, 0.0, 61.0, True, "5", float("nan")])
+async def test_a_duration_that_is_no_whole_number_of_1_to_60_is_refused(client, alice, bob, duration):
+    body = {"receiver_id": BOB, "content": "timed", "pattern": {"duration_s": duration}}
+    raw = json.dumps(body, allow_nan=True)
+    resp = await client.post("/messages", data=raw, headers={**bearer(alice), "Content-Type": "application/json"})
+    assert resp.status in (400, 422), await resp.text()
+    assert stored_count(client) == 0

@@ -54,15 +54,20 @@ ERROR_MEANINGS = {
 
 BIPUPU_ID = {"type": "string", "pattern": "^[0-9]{8}$", "examples": ["00000002"]}
 TIMESTAMP = {"type": "string", "format": "date-time", "examples": ["2026-02-10T16:00:00Z"]}
-PASSWORD = {"type": "string", "minLength": 1, "description": f"{PASSWORD_MIN_BYTES}–{PASSWORD_MAX_BYTES} bytes of UTF-8"}
+# JSON Schema counts characters, the server UTF-8 bytes: as tight as characters can say it (a
+# character is 1 to 4 bytes), the byte rule in words.
+PASSWORD = {"type": "string", "minLength": -(-PASSWORD_MIN_BYTES // 4), "maxLength": PASSWORD_MAX_BYTES,
+            "description": f"{PASSWORD_MIN_BYTES}–{PASSWORD_MAX_BYTES} bytes of UTF-8 (longer is refused, never "
+                           f"truncated: 422 password_too_short / password_too_long)."}
 USERNAME = {
     "type": "string", "minLength": USERNAME_MIN, "maxLength": USERNAME_MAX,
     "description": "Letters of any script, digits, '_', '.', '-'; not all digits. Unique after NFKC + casefold.",
     "examples": ["星语者_7"],
 }
 NICKNAME = {"type": "string", "minLength": 1, "maxLength": NICKNAME_MAX}
-AVATAR_URL = {"type": ["string", "null"], "maxLength": AVATAR_URL_MAX,
-              "description": "An http(s) URL or a server-relative path starting with /."}
+AVATAR_URL = {"type": ["string", "null"], "maxLength": AVATAR_URL_MAX, "pattern": "^(https?://[^/?#\\s]+|/)[^\\s]*$",
+              "description": "An http(s) URL with a host, or a server-relative path starting with /; no spaces "
+                             "or control characters."}
 PROFILE = {"type": "object", "description": "Free keys (birthday, bazi, mbti, zodiac…); at most 2 KB as JSON "
                                             "and 16 levels deep."}
 PRIVACY = {"type": "string", "enum": list(PRIVACY_CHOICES)}
@@ -154,7 +159,8 @@ MESSAGE_ID = {"type": "string", "format": "uuid", "description": "UUIDv7; string
 ADDRESS = {"type": "string", "pattern": "^([0-9]{8}|[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+)$",
            "description": "A bipupu_id or a service id such as cosmic.fortune."}
 SHORT_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,31}$"}
-ALIAS = {"type": ["string", "null"], "maxLength": ALIAS_MAX}
+ALIAS = {"type": ["string", "null"], "maxLength": ALIAS_MAX, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+         "description": "No control characters."}
 
 SCHEMAS.update({
     "Pattern": {
@@ -173,9 +179,11 @@ SCHEMAS.update({
     "SendMessage": {
         "type": "object", "required": ["receiver_id", "content"], "additionalProperties": False,
         "properties": {
-            "receiver_id": ADDRESS,
+            "receiver_id": {**ADDRESS, "description": "A bipupu_id or a service id; not your own (422 self_message)."},
             "content": {"type": "string", "minLength": 1,
-                        "description": f"1–{CONTENT_MAX} characters after trimming (longer: 422)."},
+                        "pattern": f"^\\s*\\S([\\s\\S]{{0,{CONTENT_MAX - 2}}}\\S)?\\s*$",
+                        "description": f"1–{CONTENT_MAX} characters after trimming spaces at both ends (so at most "
+                                       f"{CONTENT_MAX} that are not spaces, and not only spaces; else 422)."},
             "msg_type": {"type": "string", "enum": list(USER_MSG_TYPES), "default": "USER_POSTCARD",
                          "description": "COSMIC_BROADCAST is refused with 403 msg_type_not_allowed."},
             "pattern": ref("Pattern"),
@@ -191,7 +199,7 @@ SCHEMAS.update({
         "required": ["id", "sender_id", "receiver_id", "content", "msg_type", "pattern", "created_at"],
         "properties": {
             "id": MESSAGE_ID, "sender_id": ADDRESS, "receiver_id": ADDRESS, "content": {"type": "string"},
-            "msg_type": {"type": "string", "enum": list(MSG_TYPES)}, "pattern": {"type": "object"},
+            "msg_type": {"type": "string", "enum": list(MSG_TYPES)}, "pattern": ref("Pattern"),
             "created_at": TIMESTAMP,
         },
     },
@@ -280,8 +288,13 @@ PATHS: dict[str, dict[str, Any]] = {
     }},
     "/auth/logout": {"post": {
         "summary": "End this session (by access token or refresh_token), or every session with all=true.",
+        "description": "Needs a refresh_token in the body, or an access token in `Authorization: Bearer`, which "
+                       "is used when sent (so a client may log out with only the refresh token after its access "
+                       "token expired).",
         "operationId": "logout", "tags": ["auth"], "requestBody": body("LogoutRequest", required=False),
-        "security": [{"bearer": []}, {}],
+        # No security requirement: an optional one ([{bearer}, {}]) is what client generators cannot
+        # express (they send "Bearer " with no token). An Authorization header, if sent, is used.
+        "security": [],
         "responses": {"204": ok("Logged out."), **errors(400, 401, 403, 413, 422, 503)},
     }},
     "/me": {
@@ -324,9 +337,10 @@ PATHS: dict[str, dict[str, Any]] = {
                                           "default": "received"}, "Which side of the mailbox."),
                 query_param("limit", {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX,
                                       "default": LIMIT_DEFAULT}, "Page size."),
-                query_param("before", MESSAGE_ID, "Older than this id (paging back, newest first)."),
+                query_param("before", MESSAGE_ID, "Older than this id (paging back, newest first). Not with "
+                                                  "since (422, field since)."),
                 query_param("since", MESSAGE_ID, "Newer than this id, oldest first (catch-up); works even if "
-                                                 "that message was deleted."),
+                                                 "that message was deleted. Not with before (422)."),
                 query_param("msg_type", {"type": "string", "enum": list(MSG_TYPES)}, "Only this type."),
                 query_param("peer", ADDRESS, "Only cards exchanged with this bipupu_id or service."),
             ],
@@ -349,7 +363,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/contacts": {
         "post": {
             "summary": "Trust a user (their cards reach you even with contacts_only privacy, and no stranger "
-                       "quota applies).", "operationId": "addContact", "tags": ["contacts"], "security": SECURED,
+                       "quota applies). Yourself: 422 self_reference.", "operationId": "addContact", "tags": ["contacts"], "security": SECURED,
             "requestBody": body("ContactRequest"),
             "responses": {"201": ok("Added.", "Contact"), **errors(400, 401, 403, 404, 409, 413, 422, 503)},
         },
@@ -374,7 +388,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/blocks": {
         "post": {
-            "summary": "Block a user: their cards are dropped silently (they are never told).",
+            "summary": "Block a user: their cards are dropped silently (they are never told). Yourself: 422 "
+                       "self_reference.",
             "operationId": "addBlock", "tags": ["blocks"], "security": SECURED, "requestBody": body("BlockRequest"),
             "responses": {"201": ok("Blocked.", "Block"), **errors(400, 401, 403, 404, 409, 413, 422, 503)},
         },
