@@ -216,7 +216,8 @@ class Mailbox:
                                                         and not receiver["trusted"])
             row = {"id": self.ids.next(), "sender_id": sender, "receiver_id": receiver_id, "content": content,
                    "msg_type": msg_type, "pattern": pattern_json, "created_at": rfc3339(self.clock.time())}
-            messages.insert(tx, messages.NewMessage(**row, client_msg_id=client_msg_id, dropped=dropped))
+            messages.insert(tx, messages.NewMessage(**row, client_msg_id=client_msg_id, dropped=dropped,
+                                                    from_stranger=receiver is not None and not receiver["trusted"]))
             reply = self.services.answer(tx, sender, service, content) if service is not None else None
             return ("dropped" if dropped else "stored"), row, reply
 

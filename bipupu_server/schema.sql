@@ -77,7 +77,9 @@ CREATE TABLE messages (
     client_msg_id  TEXT,                        -- the sender's idempotency key
     in_inbox       INTEGER NOT NULL DEFAULT 1 CHECK (in_inbox IN (0, 1)),
     in_outbox      INTEGER NOT NULL DEFAULT 1 CHECK (in_outbox IN (0, 1)),
-    dropped        INTEGER NOT NULL DEFAULT 0 CHECK (dropped IN (0, 1))
+    dropped        INTEGER NOT NULL DEFAULT 0 CHECK (dropped IN (0, 1)),
+    -- 1 when the sender was not among the receiver's contacts then: what the stranger quota counts
+    from_stranger  INTEGER NOT NULL DEFAULT 1 CHECK (from_stranger IN (0, 1))
 ) STRICT, WITHOUT ROWID;
 CREATE UNIQUE INDEX messages_by_client_id ON messages (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
 CREATE INDEX messages_by_receiver ON messages (receiver_id, id);

@@ -115,6 +115,29 @@ async def test_migrations_upgrade_an_older_database_in_order(tmp_path, monkeypat
         await upgraded.close()
 
 
+async def test_a_version_3_database_keeps_its_cards_and_counts_them_as_strangers_cards(tmp_path):
+    path = tmp_path / "v3.db"
+    database = Database(path)
+    await database.open()
+    await database.close()
+    raw = sqlite3.connect(path)  # what version 3 looked like: no from_stranger column
+    raw.execute("ALTER TABLE messages DROP COLUMN from_stranger")
+    raw.execute("INSERT INTO messages (id, sender_id, receiver_id, content, msg_type, created_at)"
+                " VALUES ('0190a000-0000-7000-8000-000000000001', '00000002', '00000003', 'old', 'USER_POSTCARD',"
+                " '2026-11-21T00:00:00Z')")
+    raw.execute("PRAGMA user_version = 3")
+    raw.commit()
+    raw.close()
+    upgraded = Database(path)
+    await upgraded.open()
+    try:
+        assert (await upgraded.fetchone("PRAGMA user_version"))["user_version"] == dbmod.SCHEMA_VERSION
+        assert await upgraded.fetchall("SELECT content, from_stranger FROM messages") == [
+            {"content": "old", "from_stranger": 1}]
+    finally:
+        await upgraded.close()
+
+
 async def test_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
     database = Database(path)

@@ -645,6 +645,20 @@ async def test_the_stranger_quota_stops_once_the_receiver_adds_the_sender(make_c
     assert len(await ids_in(client, bob)) == 10
 
 
+async def test_cards_sent_as_a_contact_do_not_count_once_the_contact_is_removed(make_client, clock):
+    client = await make_client(timezone="UTC")
+    alice, bob = await register(client, "alice"), await register(client, "bob")
+    await add_contact(client, bob, ALICE)
+    for n in range(7):
+        await send_card(client, alice, BOB, f"as a contact {n}")
+    resp = await client.delete(f"/contacts/{ALICE}", headers=bearer(bob))
+    assert resp.status == 204
+    for n in range(5):  # a stranger again: five a day, however many came before as a contact
+        await send_card(client, alice, BOB, f"as a stranger {n}")
+    await assert_error(await post_card(client, alice, BOB), 429, "stranger_quota_exceeded")
+    assert len(await ids_in(client, bob)) == 12
+
+
 async def test_a_blocked_sender_meets_the_stranger_quota_like_anyone_else(make_client, clock):
     client = await make_client(timezone="UTC")
     alice, bob = await register(client, "alice"), await register(client, "bob")

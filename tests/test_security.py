@@ -530,7 +530,7 @@ async def test_sql_metacharacters_in_stored_text_come_back_verbatim_and_the_tabl
 
     card = await send_card(client, alice, BOB, nasty, client_msg_id=nasty)
     assert card["content"] == nasty
-    resp = await client.post("/messages", json={"receiver_id": BOB, "content": "again", "client_msg_id": nasty},
+    resp = await client.post("/messages", json={"receiver_id": BOB, "content": nasty, "client_msg_id": nasty},
                              headers=bearer(alice))
     assert resp.status == 200 and (await resp.json())["id"] == card["id"]  # the key matched exactly itself
 

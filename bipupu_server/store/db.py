@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 # Package data (setup.cfg), so an installed wheel finds it too; the repo's top-level schema.sql links here.
 SCHEMA_PATH = resources.files("bipupu_server") / "schema.sql"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # version -> SQL that upgrades a database from version-1 to version. schema.sql is always the
 # result of applying all of them; add the change to both.
 MIGRATIONS: dict[int, str] = {
@@ -108,6 +108,10 @@ CREATE TABLE broadcast_runs (
     duration_s   REAL NOT NULL,
     PRIMARY KEY (service_id, day)
 ) STRICT, WITHOUT ROWID;
+""",
+    4: """-- The stranger quota counts only cards sent while the sender was not the receiver's contact;
+-- cards stored before this column are taken as a stranger's (as they were counted until now).
+ALTER TABLE messages ADD COLUMN from_stranger INTEGER NOT NULL DEFAULT 1 CHECK (from_stranger IN (0, 1));
 """,
 }
 

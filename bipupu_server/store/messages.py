@@ -22,20 +22,23 @@ class NewMessage:
     created_at: str
     client_msg_id: str | None
     dropped: bool
+    from_stranger: bool = False
 
 
 def insert(tx: Tx, message: NewMessage) -> None:
     tx.execute(
-        f"INSERT INTO messages ({COLUMNS}, client_msg_id, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO messages ({COLUMNS}, client_msg_id, in_inbox, dropped, from_stranger)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (message.id, message.sender_id, message.receiver_id, message.content, message.msg_type, message.pattern,
-         message.created_at, message.client_msg_id, int(not message.dropped), int(message.dropped)),
+         message.created_at, message.client_msg_id, int(not message.dropped), int(message.dropped),
+         int(message.from_stranger)),
     )
 
 
 def insert_many(tx: Tx, rows: list[NewMessage]) -> None:
     """Insert delivered cards in one statement batch (broadcast fan-out)."""
     tx.executemany(
-        f"INSERT INTO messages ({COLUMNS}, in_inbox, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0)",
+        f"INSERT INTO messages ({COLUMNS}, in_inbox, dropped, from_stranger) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, 0)",
         [(m.id, m.sender_id, m.receiver_id, m.content, m.msg_type, m.pattern, m.created_at) for m in rows],
     )
 
@@ -51,9 +54,9 @@ def by_client_id(tx: Tx, sender_id: str, client_msg_id: str) -> dict[str, Any] |
 
 
 def count_sent_since(tx: Tx, sender_id: str, receiver_id: str, floor_id: str) -> int:
-    """Cards from sender to receiver with ids from floor_id on (dropped and deleted ones count too)."""
+    """Cards a stranger sent to receiver with ids from floor_id on (dropped and deleted ones count too)."""
     row = tx.fetchone(
-        "SELECT count(*) AS n FROM messages WHERE sender_id = ? AND receiver_id = ? AND id >= ?",
+        "SELECT count(*) AS n FROM messages WHERE sender_id = ? AND receiver_id = ? AND id >= ? AND from_stranger = 1",
         (sender_id, receiver_id, floor_id))
     return row["n"]
 
