@@ -371,3 +371,17 @@ async def test_a_trusted_proxy_is_not_capped_but_everyone_else_is(start):
     assert_error_shape(status, headers, body, 429, "too_many_connections")
     for _, writer in held + others:
         await close(writer)
+
+
+async def test_a_silent_connection_cut_by_the_idle_timeout_gives_its_place_back(start, monkeypatch):
+    # aiohttp forgets its transport when its idle timer fires (force_close): the count must not leak,
+    # or every header slowloris would lock its address out for good.
+    monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT_S", 0.3)
+    served = await start(connections_per_address=2)
+    silent = [await served.open() for _ in range(2)]
+    for reader, writer in silent:
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""  # the server closed it
+        await close(writer)
+    await eventually(lambda: served.unproven() == 0, "the timed-out connections uncounted")
+    status, _, body = await served.get("/health")
+    assert status == 200, body

@@ -113,12 +113,13 @@ class Connections:
 class Protocol(RequestHandler):
     """aiohttp's HTTP protocol, refusing connections past the cap and answering parse errors as JSON."""
 
-    __slots__ = ("_connections", "_refused")
+    __slots__ = ("_connections", "_refused", "_counted")
 
     def __init__(self, manager: web.Server, connections: Connections, **kwargs: Any):
         super().__init__(manager, **kwargs)
         self._connections = connections
         self._refused = False
+        self._counted: Any = None  # our own hold on the transport: aiohttp drops self.transport on force_close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._connections.admit(transport):
@@ -130,6 +131,7 @@ class Protocol(RequestHandler):
             transport.write_eof()  # type: ignore[attr-defined]
             asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.abort)  # type: ignore[attr-defined]
             return
+        self._counted = transport
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -144,8 +146,9 @@ class Protocol(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._refused:
             return
-        if self.transport is not None:
-            self._connections.lost(self.transport)
+        if self._counted is not None:
+            self._connections.lost(self._counted)
+            self._counted = None
         super().connection_lost(exc)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
