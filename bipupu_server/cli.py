@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-
 from . import __version__, keys
 from .app import init_app, open_accounts
 from .clock import SystemClock

@@ -363,7 +363,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/contacts": {
         "post": {
             "summary": "Trust a user (their cards reach you even with contacts_only privacy, and no stranger "
-                       "quota applies). Yourself: 422 self_reference.", "operationId": "addContact", "tags": ["contacts"], "security": SECURED,
+                       "quota applies). Yourself: 422 self_reference.",
+            "operationId": "addContact", "tags": ["contacts"], "security": SECURED,
             "requestBody": body("ContactRequest"),
             "responses": {"201": ok("Added.", "Contact"), **errors(400, 401, 403, 404, 409, 413, 422, 503)},
         },
