@@ -22,6 +22,7 @@ from .errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unautho
 from .ratelimit import SlidingWindow
 from .store import sessions, users
 from .store.db import Database, Tx
+from .text import SPACE, is_control, trim
 from .tokens import ACCESS, REFRESH, Claims, TokenSigner, digest
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
@@ -39,14 +40,14 @@ BIPUPU_ID = re.compile(r"[0-9]{8}")  # ASCII digits only: full-width ones are no
 
 def username_key(raw: str) -> str:
     """What uniqueness and login compare: NFKC, casefolded, NFKC again (Unicode's NFKC_Casefold)."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw.strip()).casefold())
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", trim(raw)).casefold())
 
 
 def check_username(raw: Any) -> tuple[str, str]:
     """Validate a new username; returns (username as stored, its key)."""
     if not isinstance(raw, str):
         raise Invalid("username must be a string", field="username")
-    name = unicodedata.normalize("NFKC", raw.strip())
+    name = unicodedata.normalize("NFKC", trim(raw))
     if not USERNAME_MIN <= len(name) <= USERNAME_MAX:
         raise Invalid(f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters", field="username")
     for position, ch in enumerate(name):
@@ -85,10 +86,10 @@ def check_text(raw: Any, field: str, max_chars: int) -> str:
     """A trimmed single-line text of 1 to max_chars characters."""
     if not isinstance(raw, str):
         raise Invalid(f"{field} must be a string", field=field)
-    text = raw.strip()
+    text = trim(raw)
     if not 1 <= len(text) <= max_chars:
         raise Invalid(f"{field} must be 1 to {max_chars} characters", field=field)
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+    if any(is_control(ch) or 0xD800 <= ord(ch) <= 0xDFFF for ch in text):
         raise Invalid(f"{field} may not contain control characters", field=field)
     return text
 
@@ -103,8 +104,8 @@ def check_avatar_url(raw: Any) -> str | None:
         return None
     if not isinstance(raw, str):
         raise Invalid("avatar_url must be a string or null", field="avatar_url")
-    url = raw.strip()
-    if not url or len(url) > AVATAR_URL_MAX or any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
+    url = raw
+    if not url or len(url) > AVATAR_URL_MAX or any(ch in SPACE or is_control(ch) for ch in url):
         raise Invalid(f"avatar_url must be a URL of at most {AVATAR_URL_MAX} characters without spaces",
                       field="avatar_url")
     try:

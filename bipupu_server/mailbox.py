@@ -18,6 +18,7 @@ from .ratelimit import TokenBucket
 from .store import messages, social
 from .services.catalog import SERVICE_ID
 from .store.db import Database, Tx
+from .text import trim
 
 if TYPE_CHECKING:
     from .accounts import Principal
@@ -30,12 +31,12 @@ DIRECTIONS = ("received", "sent", "all")
 PATTERN_MAX_BYTES = 512
 CLIENT_MSG_ID_MAX = 64
 LIMIT_DEFAULT, LIMIT_MAX = 50, 200
+DURATION_MIN_S, DURATION_MAX_S = 1, 60
 
 EFFECTS = ("steady", "blink", "breathe", "flash", "rainbow")
 FONTS = ("default", "neon", "pixel", "serif", "handwriting")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 SHORT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
-LIMIT_TEXT = re.compile(r"[0-9]{1,4}")
 
 
 def _short_name(field: str):
@@ -65,8 +66,9 @@ def _duration(value: Any) -> int:
     # JSON Schema's "integer" takes 1.0 too (a number with no fraction), and so does the server.
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60:
-        raise Invalid("pattern.duration_s must be a whole number of seconds from 1 to 60", field="pattern.duration_s")
+    if isinstance(value, bool) or not isinstance(value, int) or not DURATION_MIN_S <= value <= DURATION_MAX_S:
+        raise Invalid(f"pattern.duration_s must be a whole number of seconds from {DURATION_MIN_S} to "
+                      f"{DURATION_MAX_S}", field="pattern.duration_s")
     return value
 
 
@@ -108,7 +110,7 @@ def check_pattern(raw: Any) -> str:
 def check_content(raw: Any) -> str:
     if not isinstance(raw, str):
         raise Invalid("content must be a string", field="content")
-    content = raw.strip()
+    content = trim(raw)
     if not 1 <= len(content) <= CONTENT_MAX:
         raise Invalid(f"content must be 1 to {CONTENT_MAX} characters after trimming", field="content")
     return content
@@ -243,24 +245,24 @@ class Mailbox:
             raise RateLimited(f"a stranger may send the same person at most {self.stranger_daily} cards a day",
                               tomorrow.timestamp() - now.timestamp(), code="stranger_quota_exceeded")
 
-    async def list(self, me: str, *, direction: Any = None, limit: Any = None, before: Any = None,
-                   since: Any = None, msg_type: Any = None, peer: Any = None) -> dict[str, Any]:
-        direction = "received" if direction is None else direction
+    async def list(self, me: str, *, direction: str = "received", limit: int = LIMIT_DEFAULT,
+                   before: str | None = None, since: str | None = None, msg_type: str | None = None,
+                   peer: str | None = None) -> dict[str, Any]:
+        """One page of a mailbox: newest first; oldest first after `since` (with `before` too: between the two)."""
         if direction not in DIRECTIONS:
             raise Invalid(f"direction must be one of {', '.join(DIRECTIONS)}", field="direction")
-        count = _limit(limit)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+            raise Invalid(f"limit must be a whole number from 1 to {LIMIT_MAX}", field="limit")
         for name, value in (("before", before), ("since", since)):
             if value is not None and not is_message_id(value):
                 raise Invalid(f"{name} must be a message id", field=name)
-        if before is not None and since is not None:
-            raise Invalid("use either before or since, not both", field="since")
         if msg_type is not None and msg_type not in MSG_TYPES:
             raise Invalid(f"msg_type must be one of {', '.join(MSG_TYPES)}", field="msg_type")
         if peer is not None and not is_address(peer):
             raise Invalid("peer must be a bipupu_id or a service id", field="peer")
-        rows = await messages.mailbox(self.db, me, direction=direction, limit=count, before=before, since=since,
+        rows = await messages.mailbox(self.db, me, direction=direction, limit=limit, before=before, since=since,
                                       msg_type=msg_type, peer=peer)
-        return {"messages": [message_view(r) for r in rows[:count]], "has_more": len(rows) > count}
+        return {"messages": [message_view(r) for r in rows[:limit]], "has_more": len(rows) > limit}
 
     async def get(self, me: str, message_id: str) -> dict[str, Any]:
         row = await messages.visible_one(self.db, me, message_id) if is_message_id(message_id) else None
@@ -274,11 +276,3 @@ class Mailbox:
 
         if not is_message_id(message_id) or not await self.db.write(remove):
             raise NotFound("no such message in your mailbox", code="message_not_found")
-
-
-def _limit(raw: Any) -> int:
-    if raw is None:
-        return LIMIT_DEFAULT
-    if not isinstance(raw, str) or not LIMIT_TEXT.fullmatch(raw) or not 1 <= int(raw) <= LIMIT_MAX:
-        raise Invalid(f"limit must be a whole number from 1 to {LIMIT_MAX}", field="limit")
-    return int(raw)

@@ -73,9 +73,15 @@ async def test_add_contact_alias_of_exactly_32_characters_is_kept(client, alice,
     assert body["alias"] == "星" * 32
 
 
-@pytest.mark.parametrize("contact_id", [UNKNOWN_ID, "99999999", "nobody", ""])
+@pytest.mark.parametrize("contact_id", [UNKNOWN_ID, "99999999"])
 async def test_add_contact_of_an_unknown_user_is_404(client, alice, bob, contact_id):
     await assert_error(await add_contact(client, alice, {"contact_id": contact_id}), 404, "user_not_found")
+    assert await list_of(client, alice, "/contacts") == []
+
+
+@pytest.mark.parametrize("contact_id", ["nobody", "", "0000003", "００００００03"])
+async def test_add_contact_of_no_bipupu_id_is_422(client, alice, bob, contact_id):
+    await assert_error(await add_contact(client, alice, {"contact_id": contact_id}), 422, "invalid_field", "contact_id")
     assert await list_of(client, alice, "/contacts") == []
 
 
@@ -240,9 +246,13 @@ async def test_block_returns_exactly_the_block_object(client, clock, alice, bob)
     assert await list_of(client, alice, "/blocks") == [body]
 
 
-@pytest.mark.parametrize("blocked_id", [UNKNOWN_ID, "nobody"])
-async def test_block_an_unknown_user_is_404(client, alice, bob, blocked_id):
-    await assert_error(await block(client, alice, {"blocked_id": blocked_id}), 404, "user_not_found")
+async def test_block_an_unknown_user_is_404(client, alice, bob):
+    await assert_error(await block(client, alice, {"blocked_id": UNKNOWN_ID}), 404, "user_not_found")
+    assert await list_of(client, alice, "/blocks") == []
+
+
+async def test_block_of_no_bipupu_id_is_422(client, alice, bob):
+    await assert_error(await block(client, alice, {"blocked_id": "nobody"}), 422, "invalid_field", "blocked_id")
     assert await list_of(client, alice, "/blocks") == []
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from aiohttp import web
+from msgspec import UNSET
 
 from .. import keys
-from .responses import json_body, json_response, principal, required
+from .responses import json_body, json_response, principal
+from .shapes import AliasUpdate, BlockRequest, ContactRequest
 
 
 async def add_contact(request: web.Request) -> web.Response:
     caller = await principal(request)
-    body = await json_body(request, ("contact_id", "alias"))
-    contact = await request.app[keys.contacts].add(caller.bipupu_id, required(body, "contact_id"), body.get("alias"))
+    body = await json_body(request, ContactRequest)
+    contact = await request.app[keys.contacts].add(caller.bipupu_id, body.contact_id,
+                                                   None if body.alias is UNSET else body.alias)
     return json_response(contact, status=201)
 
 
@@ -22,9 +25,8 @@ async def list_contacts(request: web.Request) -> web.Response:
 
 async def rename_contact(request: web.Request) -> web.Response:
     caller = await principal(request)
-    body = await json_body(request, ("alias",))
-    contact = await request.app[keys.contacts].rename(
-        caller.bipupu_id, request.match_info["contact_id"], required(body, "alias"))
+    body = await json_body(request, AliasUpdate)
+    contact = await request.app[keys.contacts].rename(caller.bipupu_id, request.match_info["contact_id"], body.alias)
     return json_response(contact)
 
 
@@ -36,8 +38,8 @@ async def remove_contact(request: web.Request) -> web.Response:
 
 async def add_block(request: web.Request) -> web.Response:
     caller = await principal(request)
-    body = await json_body(request, ("blocked_id",))
-    block = await request.app[keys.contacts].block(caller.bipupu_id, required(body, "blocked_id"))
+    body = await json_body(request, BlockRequest)
+    block = await request.app[keys.contacts].block(caller.bipupu_id, body.blocked_id)
     return json_response(block, status=201)
 
 

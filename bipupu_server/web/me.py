@@ -8,7 +8,8 @@ from .. import keys
 from ..accounts import IMMUTABLE_FIELDS, PROFILE_RULES
 from ..errors import Invalid
 from ..hub import SIGNED_OUT
-from .responses import json_body, json_response, principal, required
+from .responses import json_body, json_response, principal
+from .shapes import MeUpdate, PasswordChange, present
 
 
 async def get_me(request: web.Request) -> web.Response:
@@ -18,19 +19,20 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def put_me(request: web.Request) -> web.Response:
     caller = await principal(request)
-    body = await json_body(request, (*PROFILE_RULES, *IMMUTABLE_FIELDS))
-    for name in IMMUTABLE_FIELDS:
-        if name in body:
-            raise Invalid(f"{name} cannot be changed", code="immutable_field", field=name)
-    changes = {name: PROFILE_RULES[name](value) for name, value in body.items()}
+    try:
+        body = await json_body(request, MeUpdate)
+    except Invalid as exc:
+        if exc.code == "unknown_field" and exc.field in IMMUTABLE_FIELDS:
+            raise Invalid(f"{exc.field} cannot be changed", code="immutable_field", field=exc.field) from None
+        raise
+    changes = {name: PROFILE_RULES[name](value) for name, value in present(body).items()}
     return json_response(await request.app[keys.accounts].update_me(caller, changes))
 
 
 async def put_password(request: web.Request) -> web.Response:
     caller = await principal(request)
-    body = await json_body(request, ("old_password", "new_password"))
-    ended = await request.app[keys.accounts].change_password(
-        caller, required(body, "old_password"), required(body, "new_password"))
+    body = await json_body(request, PasswordChange)
+    ended = await request.app[keys.accounts].change_password(caller, body.old_password, body.new_password)
     request.app[keys.hub].close_sessions(ended, SIGNED_OUT, "password changed")
     return web.Response(status=204)
 
