@@ -289,7 +289,7 @@ PATHS: dict[str, dict[str, Any]] = {
 
 # Codes any request may meet before it reaches an operation (the HTTP layer, the connection cap).
 ANYWHERE = ("malformed_request", "method_not_allowed", "not_found", "length_required", "uri_too_long",
-            "headers_too_large", "too_many_connections", "internal_error")
+            "unsupported_media_type", "headers_too_large", "too_many_connections", "internal_error")
 
 
 def error_table() -> str:
