@@ -366,3 +366,83 @@ async def test_the_message_query_is_published_as_parameters(document):
 
 async def test_document_passes_openapi_spec_validator(document):
     validate(document)  # raises on any fault of OpenAPI 3.1 or of its JSON Schemas
+
+
+# The document and the server agree, value by value (the findings of issue 11) ----------------------
+
+def request_schema(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    return document["paths"][path][method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+
+
+# (method, path, body, accepted): the document and the server must give the same verdict. Not here:
+# passwords of 2 to 7 bytes, which the document allows by its character count and the server
+# refuses by its byte count (JSON Schema cannot count bytes; the description states the rule).
+AGREEMENT = [
+    ("POST", "/auth/register", {"username": "carol", "password": "x"}, False),
+    ("POST", "/auth/register", {"username": "carol", "password": "p" * 73}, False),
+    ("POST", "/auth/register", {"username": "carol", "password": PASSWORD, "nickname": "   "}, False),
+    ("POST", "/auth/register", {"username": "carol", "password": PASSWORD, "nickname": "a\x07b"}, False),
+    ("POST", "/auth/register", {"username": "carol", "password": PASSWORD, "nickname": None}, False),
+    ("POST", "/auth/register", {"username": "carol", "password": PASSWORD, "nickname": " Carol\t"}, True),
+    ("PUT", "/me/password", {"old_password": PASSWORD, "new_password": "1234567\x00"}, False),
+    ("PUT", "/me", {"avatar_url": ""}, False),
+    ("PUT", "/me", {"avatar_url": "javascript:alert(1)"}, False),
+    ("PUT", "/me", {"avatar_url": "//elsewhere/a.png"}, False),
+    ("PUT", "/me", {"avatar_url": " /a.png"}, False),
+    ("PUT", "/me", {"avatar_url": "/a.png\ufeff"}, False),
+    ("PUT", "/me", {"avatar_url": "https://pics.invalid/a.png"}, True),
+    ("PUT", "/me", {"avatar_url": None}, True),
+    ("PUT", "/me", {"cosmic_profile": None}, False),
+    ("PUT", "/me", {"nickname": "\x1cname"}, False),  # a control character to both, never trimmed as space
+    ("POST", "/messages", {"receiver_id": "BOB", "content": "x" * 501}, False),
+    ("POST", "/messages", {"receiver_id": "BOB", "content": " " + "x" * 500 + "\n"}, True),
+    ("POST", "/messages", {"receiver_id": "BOB", "content": " \n\t\u3000"}, False),
+    ("POST", "/messages", {"receiver_id": "BOB", "content": "\ufeff"}, False),  # U+FEFF is space to JSON Schema
+    ("POST", "/messages", {"receiver_id": "BOB", "content": "hi", "pattern": {"duration_s": 1.0}}, True),
+    ("POST", "/messages", {"receiver_id": "BOB", "content": "hi", "pattern": {"duration_s": 1.5}}, False),
+    ("POST", "/messages", {"receiver_id": "BOB", "content": "hi", "pattern": {"duration_s": 61}}, False),
+    ("POST", "/messages", {"receiver_id": "BOB", "content": "hi", "pattern": None}, False),
+    ("POST", "/messages", {"receiver_id": "BOB\n", "content": "hi"}, False),
+    ("POST", "/contacts", {"contact_id": "BOB", "alias": "a\x00b"}, False),
+    ("POST", "/contacts", {"contact_id": "BOB", "alias": "  "}, False),
+    ("POST", "/contacts", {"contact_id": "BOB", "alias": ""}, True),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "accepted"), AGREEMENT,
+                         ids=[f"{m} {p} {i}" for i, (m, p, _, _) in enumerate(AGREEMENT)])
+async def test_document_and_server_give_the_same_verdict(client, document, method, path, body, accepted):
+    alice = await register(client, "alice")
+    bob = await register(client, "bob")
+    body = {name: bob["bipupu_id"] if value == "BOB" else value.replace("BOB", bob["bipupu_id"])
+            if isinstance(value, str) and value.startswith("BOB") else value for name, value in body.items()}
+    errors = schema_errors(request_schema(document, method, path), body, document)
+    assert (not errors) is accepted, f"the document says {errors or 'yes'}"
+    resp = await client.request(method, path, json=body, headers=bearer(alice))
+    assert (resp.status < 300) is accepted, f"the server says {resp.status} {await resp.text()}"
+    if not accepted:
+        assert resp.status == 422, await resp.text()
+
+
+async def test_the_rules_the_schema_cannot_say_are_in_the_document(document):
+    schemas = document["components"]["schemas"]
+    assert "bytes of UTF-8" in schemas["RegisterRequest"]["properties"]["password"]["description"]
+    assert "NFKC" in schemas["RegisterRequest"]["properties"]["username"]["description"]
+    assert "self_message" in schemas["SendMessage"]["properties"]["receiver_id"]["description"]
+    assert "idempotency_key_reused" in schemas["SendMessage"]["properties"]["client_msg_id"]["description"]
+    operations = {operation["operationId"]: operation for _, _, operation in operations_of(document)}
+    assert "self_reference" in operations["addContact"]["responses"]["422"]["x-error-codes"]
+    assert "self_reference" in operations["addBlock"]["responses"]["422"]["x-error-codes"]
+    assert "self_message" in operations["sendMessage"]["responses"]["422"]["x-error-codes"]
+    since = next(p for p in operations["listMessages"]["parameters"] if p["name"] == "since")
+    assert "With before too" in since["description"]
+
+
+async def test_a_message_pattern_is_the_pattern_schema(document):
+    message = document["components"]["schemas"]["Message"]
+    assert message["properties"]["pattern"] == {"$ref": "#/components/schemas/Pattern"}
+    assert document["components"]["schemas"]["Pattern"]["properties"]["duration_s"]["multipleOf"] == 1
+
+
+def operations_of(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return operations(document)
