@@ -14,7 +14,11 @@ import msgspec
 from aiohttp import web
 
 from .. import __version__
+from ..config import Config
 from ..errors import CODES
+from ..hub import (BAD_TOKEN, GOING_AWAY, IDLE, REPLACED, SIGNED_OUT, TOO_BIG, TOO_SLOW,
+                   TRY_AGAIN_LATER)
+from ..store.messages import MAX_REPLAY
 from . import shapes
 
 
@@ -101,17 +105,24 @@ def array_of(description: str, schema: str) -> dict[str, Any]:
 
 
 MESSAGE_ID_PARAM = path_param("message_id", "A message id from the caller's mailbox.")
-WS_PROTOCOL = """WebSocket upgrade for live pushes (reading and deleting stay in REST).
+def _default(name: str) -> Any:
+    """A setting's default, which the document states (a box may tune it; the defaults are the contract)."""
+    return Config.__dataclass_fields__[name].default
+
+
+WS_PROTOCOL = f"""WebSocket upgrade for live pushes (reading and deleting stay in REST).
 Authenticate with `Authorization: Bearer`, `?token=` or a first frame
-`{"type":"auth","token":"…","since":"<last seen id>"}` within 10 s (`?since=` works with the first two).
-The server answers `{"type":"auth_ok","bipupu_id","server_time"}`; with `since` it replays missed
-messages oldest first (up to 500) then sends `{"type":"replay_done","count","has_more"}` (with has_more,
-page the rest with GET /messages?since=), then live `{"type":"new_message","payload":Message}` frames in
-id order. Send `{"type":"ping"}` every 30 s (answer `{"type":"pong"}`); 90 s of silence closes the socket.
-Bad JSON or unknown types get `{"type":"error","code":"bad_json"|"unknown_type"|"already_authenticated"}`.
-Close codes: 4001 bad/expired token or no auth in time (refresh and retry), 4003 deactivated or signed out
-(do not retry), 4008 replaced (at most 5 sockets per user), 4009 too slow (catch up with since), 1001 server
-shutting down, 1009 frame over 64 KiB, 1000 idle, 1013 database unavailable (reconnect later)."""
+`{{"type":"auth","token":"…","since":"<last seen id>"}}` within {_default("ws_auth_timeout_s"):g} s (`?since=` works
+with the first two). The server answers `{{"type":"auth_ok","bipupu_id","server_time"}}`; with `since` it replays
+missed messages oldest first (up to {MAX_REPLAY}) then sends `{{"type":"replay_done","count","has_more"}}` (with
+has_more, page the rest with GET /messages?since=), then live `{{"type":"new_message","payload":Message}}` frames in
+id order. Send `{{"type":"ping"}}` every {_default("ws_idle_timeout_s") / 3:g} s (answer `{{"type":"pong"}}`);
+{_default("ws_idle_timeout_s"):g} s of silence closes the socket. Bad JSON or unknown types get
+`{{"type":"error","code":"bad_json"|"unknown_type"|"already_authenticated"}}`.
+Close codes: {BAD_TOKEN} bad/expired token or no auth in time (refresh and retry), {SIGNED_OUT} deactivated or
+signed out (do not retry), {REPLACED} replaced (at most {_default("ws_max_per_user")} sockets per user), {TOO_SLOW}
+too slow (catch up with since), {GOING_AWAY} server shutting down, {TOO_BIG} frame over
+{_default("max_body_bytes") // 1024} KiB, {IDLE} idle, {TRY_AGAIN_LATER} database unavailable (reconnect later)."""
 
 PATHS: dict[str, dict[str, Any]] = {
     "/auth/register": {"post": {
