@@ -117,6 +117,8 @@ async def assert_error(resp, status: int, code: str, field: str | None = None) -
     assert set(error) <= {"code", "message", "field"}
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and error["message"]
+    # Messages are for people: a field's rule in words, never the regular expression behind it.
+    assert "regex" not in error["message"] and "\\" not in error["message"], error
     if field is not None:
         assert error.get("field") == field, error
     return error

@@ -12,6 +12,8 @@ Responses are declared here too, for the document; handlers build them as plain 
 
 from __future__ import annotations
 
+import functools
+import typing
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -330,7 +332,53 @@ def refusal(exc: msgspec.ValidationError) -> errors.AppError:
                            code=code, field=field)
     if field is None:  # the body itself: not an object
         return BadRequest("the request body must be a JSON object", code="malformed_json")
+    if text.startswith("Expected `str` matching regex "):
+        # The regular expression is for validators; people get the rule in words, as the document says it.
+        rule = next((words for pattern, words in _pattern_words().items() if repr(pattern) in text), None)
+        if rule is not None:
+            return Invalid(f"{field} must be: {rule[0].lower()}{rule[1:]}", field=field)
+    if text.startswith("Invalid enum value ") and (choices := _choices().get(field.rpartition(".")[2])):
+        return Invalid(f"{field} must be one of {', '.join(choices)}", field=field)  # not an echo of the value
     return Invalid(f"{field}: {text[0].lower()}{text[1:]}", field=field)
+
+
+@functools.cache
+def _pattern_words() -> dict[str, str]:
+    """Each field pattern of the request shapes with the description that says it in words."""
+    words: dict[str, str] = {}
+
+    def visit(annotation: Any) -> None:
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, Meta) and arg.pattern is not None and arg.description:
+                words[arg.pattern] = arg.description
+            else:
+                visit(arg)
+
+    for shape in _shapes():
+        for annotation in typing.get_type_hints(shape, include_extras=True).values():
+            visit(annotation)
+    return words
+
+
+@functools.cache
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of each field that is a choice, by field name (each name means one choice)."""
+    choices: dict[str, tuple[str, ...]] = {}
+
+    def visit(name: str, annotation: Any) -> None:
+        if typing.get_origin(annotation) is Literal:
+            choices[name] = typing.get_args(annotation)
+        for arg in typing.get_args(annotation):
+            visit(name, arg)
+
+    for shape in _shapes():
+        for name, annotation in typing.get_type_hints(shape, include_extras=True).items():
+            visit(name, annotation)
+    return choices
+
+
+def _shapes() -> list[type[Shape]]:
+    return [value for value in globals().values() if isinstance(value, type) and issubclass(value, Shape)]
 
 
 def present(shape: Struct) -> dict[str, Any]:
