@@ -230,7 +230,7 @@ class Database:
         else:
             steps = [(n, MIGRATIONS[n]) for n in range(version + 1, SCHEMA_VERSION + 1)]
         for target, sql in steps:
-            log.info("database schema: upgrading to version %d", target)
+            log.info("database schema: %s version %d", "creating" if version == 0 else "upgrading to", target)
             try:
                 conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {target};\nCOMMIT;")
             except sqlite3.Error:
