@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
+from pathlib import Path
 from contextlib import asynccontextmanager, closing
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
@@ -11,7 +13,10 @@ from typing import Any, AsyncIterator
 import orjson
 import pytest
 
+import bipupu_server
 from bipupu_server import keys
+from bipupu_server.services.commands import DEFAULT_WORDS
+from bipupu_server.store import db as dbmod
 from bipupu_server.errors import Conflict, Invalid, NotFound
 from bipupu_server.mailbox import check_pattern
 from tests.conftest import ADMIN_PASSWORD, assert_error, bearer, register
@@ -688,3 +693,25 @@ async def test_broadcaster_last_records_the_latest_broadcast(client, alice, bob)
     last = broadcaster.last
     assert (last.service_id, last.sent) == (NOTICE, 3)
     assert isinstance(last.duration_s, float) and last.duration_s >= 0
+
+
+# The default words: one declaration, and the SQL seeds say the same ------------------------------
+
+def test_the_default_words_are_the_documented_ones():
+    assert DEFAULT_WORDS == {"subscribe": SUBSCRIBE_WORDS, "unsubscribe": UNSUBSCRIBE_WORDS, "help": HELP_WORDS}
+
+
+async def test_built_in_services_and_new_ones_start_with_the_same_words(client):
+    await client.server.app[keys.services].create("weather.daily", "天气", "天气预报")
+    rows = await db_rows(client, "SELECT id, commands FROM services ORDER BY id")
+    assert {service_id for service_id, _ in rows} == {FORTUNE, NOTICE, "weather.daily"}
+    assert all(orjson.loads(commands) == DEFAULT_WORDS for _, commands in rows), rows
+
+
+def test_every_seed_of_command_words_in_sql_is_the_default():
+    """schema.sql and the migrations seed services as SQL text: each copy of the words must be DEFAULT_WORDS."""
+    sql = [(Path(bipupu_server.__file__).parent / "schema.sql").read_text(encoding="utf-8"),
+           *dbmod.MIGRATIONS.values()]
+    seeds = [seed for text in sql for seed in re.findall(r"'(\{\"subscribe\".*?\})'", text)]
+    assert len(seeds) >= 2, "the built-in services' seeds were not found"
+    assert all(orjson.loads(seed) == DEFAULT_WORDS for seed in seeds), seeds

@@ -14,7 +14,7 @@ from ..errors import Conflict, Invalid, NotFound
 from ..ids import MessageIds
 from ..store import messages, services as store
 from ..store.db import Database, Tx
-from .commands import REPLY_PATTERN, action_for, check_commands, reply_text
+from .commands import DEFAULT_WORDS, REPLY_PATTERN, action_for, check_commands, reply_text
 
 SERVICE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 SEND_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -90,11 +90,9 @@ class Services:
             raise Invalid("id must be lowercase dotted words, e.g. weather.daily", field="id")
         if kind not in KINDS:
             raise Invalid(f"kind must be one of {', '.join(KINDS)}", field="kind")
-        default_words = {"subscribe": ["TD", "订阅", "SUB"], "unsubscribe": ["退订", "STOP", "UNSUB"],
-                         "help": ["?", "HELP", "帮助"]}
         row = {"id": service_id, "name": check_text(name, "name", 32),
                "description": check_text(description, "description", 200), "kind": kind,
-               "commands": check_commands(commands if commands is not None else default_words),
+               "commands": check_commands(commands if commands is not None else DEFAULT_WORDS),
                "send_time": check_send_time(send_time),
                "daily_content": None if daily_content is None else check_text(daily_content, "daily_content", 500),
                "is_active": 1, "created_at": rfc3339(self.clock.time())}

@@ -12,6 +12,10 @@ from ..errors import Invalid
 ACTIONS = ("subscribe", "unsubscribe", "help")
 WORD_MAX = 20
 WORDS_MAX = 20
+# The words a new service answers to. schema.sql and the migrations seed the built-in services with the
+# same words, as SQL text; tests/test_services.py keeps those copies equal to this.
+DEFAULT_WORDS = {"subscribe": ["TD", "订阅", "SUB"], "unsubscribe": ["退订", "STOP", "UNSUB"],
+                 "help": ["?", "HELP", "帮助"]}
 REPLY_PATTERN = {"led_color": "#B57EDC", "effect": "breathe", "font": "default", "duration_s": 8}
 
 
