@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -105,6 +106,11 @@ async def register(client, username: str, password: str = PASSWORD, **extra: Any
 
 def bearer(account: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {account['access_token']}"}
+
+
+def rfc3339(ts: float) -> str:
+    """Epoch seconds as the API writes times (RFC 3339 UTC, to the second): written here, not imported from the server."""
+    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def assert_error(resp, status: int, code: str, field: str | None = None) -> dict[str, Any]:

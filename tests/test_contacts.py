@@ -5,22 +5,17 @@ from __future__ import annotations
 import re
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from bipupu_server import keys
-from tests.conftest import assert_error, bearer, register
+from tests.conftest import assert_error, bearer, register, rfc3339
 
 CONTACT_KEYS = {"contact_id", "alias", "nickname", "avatar_url", "created_at"}
 BLOCK_KEYS = {"blocked_id", "nickname", "avatar_url", "created_at"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 UNKNOWN_ID = "00000099"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def deactivate(client, bipupu_id: str) -> None:

@@ -6,13 +6,12 @@ import json
 import re
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from bipupu_server import keys
-from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, register
+from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, register, rfc3339
 
 ME_KEYS = {"bipupu_id", "username", "nickname", "avatar_url", "cosmic_profile", "privacy", "is_admin", "created_at"}
 CARD_KEYS = {"bipupu_id", "nickname", "avatar_url"}
@@ -54,10 +53,6 @@ async def login(client, username: str, password: str = PASSWORD) -> dict[str, An
     resp = await client.post("/auth/login", json={"username": username, "password": password})
     assert resp.status == 200, await resp.text()
     return await resp.json()
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # GET /me ----------------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ import re
 import sqlite3
 import uuid
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 import pytest
 
 from bipupu_server import keys
-from tests.conftest import PASSWORD, assert_error, bearer, register
+from tests.conftest import PASSWORD, assert_error, bearer, register, rfc3339
 
 ALICE, BOB, CAROL = "00000002", "00000003", "00000004"
 MESSAGE_KEYS = {"id", "sender_id", "receiver_id", "content", "msg_type", "pattern", "created_at"}
@@ -24,10 +24,6 @@ MISSING = object()
 
 
 # Helpers ----------------------------------------------------------------------------------------
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def db_rows(client, sql: str, params: tuple = ()) -> list[tuple]:
     """Read straight from the server's SQLite file through a connection of our own."""

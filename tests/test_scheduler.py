@@ -21,7 +21,7 @@ from aiohttp import WSMsgType
 from bipupu_server import keys
 from bipupu_server.ids import MessageIds
 from bipupu_server.services.fortune import COLOURS, daily_fortune
-from tests.conftest import bearer, register
+from tests.conftest import bearer, register, rfc3339
 
 FORTUNE = "cosmic.fortune"
 NOTICE = "bipupu.notice"
@@ -40,10 +40,6 @@ def at(day: date, hh: int = 0, mm: int = 0, ss: float = 0, zone: str = "UTC") ->
     whole = int(ss)
     local = datetime(day.year, day.month, day.day, hh, mm, whole, round((ss - whole) * 1e6), tzinfo=ZoneInfo(zone))
     return local.timestamp()
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def head(day: date) -> str:

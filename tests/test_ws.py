@@ -13,22 +13,17 @@ import sqlite3
 import struct
 import time
 from contextlib import closing, suppress
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from aiohttp import WSMsgType
 
 from bipupu_server import keys
-from tests.conftest import PASSWORD, assert_error, bearer, register
+from tests.conftest import PASSWORD, assert_error, bearer, register, rfc3339
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 WAIT = 2.0  # bound on every wait for a frame that should come
 QUIET = 0.3  # bound on every wait for a frame that should not come
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def db_write(client, sql: str, params: tuple = ()) -> None:
