@@ -1,210 +1,24 @@
-"""Accounts: identity rules, passwords, registration, login, sessions and profiles (no HTTP here)."""
+"""Accounts: registration, login, sessions and profiles (no HTTP here)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import secrets
-import unicodedata
 import uuid
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import bcrypt
 import orjson
 
 from .clock import Clock, rfc3339
 from .config import Config
 from .errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
+from .identity import BIPUPU_ID, check_nickname, check_username, username_key
+from .passwords import PasswordHasher, check_password
 from .ratelimit import SlidingWindow
 from .store import sessions, users
 from .store.db import Database, Tx
-from .text import SPACE, is_control, trim
 from .tokens import ACCESS, REFRESH, Claims, TokenSigner, digest
 
-USERNAME_MIN, USERNAME_MAX = 3, 32
-NICKNAME_MAX = 32
-PASSWORD_MIN_BYTES, PASSWORD_MAX_BYTES = 8, 72
-PROFILE_MAX_BYTES = 2048
-PROFILE_MAX_DEPTH = 16  # orjson encodes at most ~254 levels; profiles need a handful
-AVATAR_URL_MAX = 2048
-PRIVACY_CHOICES = ("everyone", "contacts_only")
-USERNAME_PUNCTUATION = "_.-"
-BIPUPU_ID = re.compile(r"[0-9]{8}")  # ASCII digits only: full-width ones are not an id
-
-
-# Identity rules ---------------------------------------------------------------------------------
-
-def username_key(raw: str) -> str:
-    """What uniqueness and login compare: NFKC, casefolded, NFKC again (Unicode's NFKC_Casefold)."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", trim(raw)).casefold())
-
-
-def check_username(raw: Any) -> tuple[str, str]:
-    """Validate a new username; returns (username as stored, its key)."""
-    if not isinstance(raw, str):
-        raise Invalid("username must be a string", field="username")
-    name = unicodedata.normalize("NFKC", trim(raw))
-    if not USERNAME_MIN <= len(name) <= USERNAME_MAX:
-        raise Invalid(f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters", field="username")
-    for position, ch in enumerate(name):
-        category = unicodedata.category(ch)
-        allowed = (
-            category.startswith("L")
-            or category == "Nd"
-            or ch in USERNAME_PUNCTUATION
-            or (category in ("Mn", "Mc") and position > 0)  # vowel signs and accents of many scripts
-        )
-        if not allowed:
-            raise Invalid(
-                f"username may hold only letters, digits, '_', '.' and '-' (not {ch!r})", field="username"
-            )
-    if all(unicodedata.category(ch) == "Nd" for ch in name):
-        raise Invalid("username cannot be all digits (it would look like a bipupu_id)",
-                      code="username_all_digits", field="username")
-    return name, username_key(name)
-
-
-def check_password(raw: Any, field: str = "password") -> str:
-    """Passwords are 8 to 72 bytes of UTF-8 (bcrypt's limit): longer is refused, never truncated."""
-    if not isinstance(raw, str):
-        raise Invalid(f"{field} must be a string", field=field)
-    size = len(raw.encode("utf-8", "surrogatepass"))
-    if size < PASSWORD_MIN_BYTES:
-        raise Invalid(f"{field} must be at least {PASSWORD_MIN_BYTES} bytes", code="password_too_short", field=field)
-    if size > PASSWORD_MAX_BYTES:
-        raise Invalid(f"{field} must be at most {PASSWORD_MAX_BYTES} bytes of UTF-8", code="password_too_long", field=field)
-    if "\x00" in raw or any(0xD800 <= ord(ch) <= 0xDFFF for ch in raw):
-        raise Invalid(f"{field} may not contain NUL or unpaired surrogates", field=field)
-    return raw
-
-
-def check_text(raw: Any, field: str, max_chars: int) -> str:
-    """A trimmed single-line text of 1 to max_chars characters."""
-    if not isinstance(raw, str):
-        raise Invalid(f"{field} must be a string", field=field)
-    text = trim(raw)
-    if not 1 <= len(text) <= max_chars:
-        raise Invalid(f"{field} must be 1 to {max_chars} characters", field=field)
-    if any(is_control(ch) or 0xD800 <= ord(ch) <= 0xDFFF for ch in text):
-        raise Invalid(f"{field} may not contain control characters", field=field)
-    return text
-
-
-def check_nickname(raw: Any) -> str:
-    return check_text(raw, "nickname", NICKNAME_MAX)
-
-
-def check_avatar_url(raw: Any) -> str | None:
-    """None, an http(s) URL with a host, or a server-relative path such as /static/a.png."""
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise Invalid("avatar_url must be a string or null", field="avatar_url")
-    url = raw
-    if not url or len(url) > AVATAR_URL_MAX or any(ch in SPACE or is_control(ch) for ch in url):
-        raise Invalid(f"avatar_url must be a URL of at most {AVATAR_URL_MAX} characters without spaces",
-                      field="avatar_url")
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise Invalid("avatar_url is not a valid URL", field="avatar_url") from None
-    absolute = parts.scheme in ("http", "https") and bool(parts.netloc)
-    relative = not parts.scheme and not parts.netloc and url.startswith("/") and not url.startswith("//")
-    if not (absolute or relative):
-        raise Invalid("avatar_url must be an http(s) URL or a path starting with /", field="avatar_url")
-    return url
-
-
-def check_cosmic_profile(raw: Any) -> str:
-    """A JSON object of free keys, at most 2 KB and 16 levels deep; returns its stored JSON text."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise Invalid("cosmic_profile must be a JSON object", field="cosmic_profile")
-    if _depth(raw) > PROFILE_MAX_DEPTH:
-        raise Invalid(f"cosmic_profile may nest at most {PROFILE_MAX_DEPTH} levels", field="cosmic_profile")
-    try:
-        encoded = orjson.dumps(raw)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits, kept exact by the body parser: written as it came
-        try:
-            encoded = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError):  # a lone surrogate, say: not text that can be stored
-            raise Invalid("cosmic_profile holds a value that cannot be stored", field="cosmic_profile") from None
-    if len(encoded) > PROFILE_MAX_BYTES:
-        raise Invalid(f"cosmic_profile must be at most {PROFILE_MAX_BYTES} bytes as JSON", field="cosmic_profile")
-    return encoded.decode()
-
-
-def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest in a parsed JSON value (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def check_privacy(raw: Any) -> str:
-    if raw not in PRIVACY_CHOICES:
-        raise Invalid("privacy must be 'everyone' or 'contacts_only'", field="privacy")
-    return raw
-
-
-PROFILE_RULES = {
-    "nickname": check_nickname,
-    "avatar_url": check_avatar_url,
-    "cosmic_profile": check_cosmic_profile,
-    "privacy": check_privacy,
-}
-IMMUTABLE_FIELDS = ("id", "bipupu_id", "username", "is_admin", "is_active", "created_at")
-
-
-# Passwords --------------------------------------------------------------------------------------
-
-class PasswordHasher:
-    """bcrypt off the event loop, on a small executor of its own so a login storm queues there."""
-
-    def __init__(self, cost: int, executor: Executor):
-        self.cost = cost
-        self._executor = executor
-        self._dummy: bytes | None = None
-
-    async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        hashed = await loop.run_in_executor(
-            self._executor, lambda: bcrypt.hashpw(password.encode(), bcrypt.gensalt(self.cost))
-        )
-        return hashed.decode()
-
-    async def verify(self, password: str, hashed: str | None) -> bool:
-        """Check a password; with no hash (unknown user) spend the same time and say no."""
-        loop = asyncio.get_running_loop()
-        try:
-            candidate = password.encode()
-        except UnicodeEncodeError:  # unpaired surrogates: no stored password can match
-            candidate, hashed = b"-", None
-        if len(candidate) > PASSWORD_MAX_BYTES:  # never compare a truncated prefix
-            hashed = None
-        if hashed is None:
-            if self._dummy is None:
-                self._dummy = (await self.hash(secrets.token_urlsafe(12))).encode()
-            target = self._dummy
-        else:
-            target = hashed.encode()
-        try:
-            ok = await loop.run_in_executor(self._executor, bcrypt.checkpw, candidate[:PASSWORD_MAX_BYTES], target)
-        except ValueError:  # a malformed stored hash never matches
-            return False
-        return ok and hashed is not None
-
-
-# Accounts ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Principal:
@@ -275,7 +89,7 @@ class Accounts:
         name, key = check_username(username)
         password = check_password(password)
         nick = name if nickname is None else check_nickname(nickname)
-        if await users.by_username_key(self.db, key) is not None:  # spare bcrypt when it cannot succeed
+        if await self.db.read(users.by_username_key, key) is not None:  # spare bcrypt when it cannot succeed
             raise Conflict("this username is taken", code="username_taken", field="username")
         password_hash = await self.hasher.hash(password)
         user_id = str(uuid.uuid4())
@@ -309,7 +123,7 @@ class Accounts:
 
     async def bootstrap_admin(self, username: str, password: str | None) -> str | None:
         """On first start (no users at all) create the admin; returns the password if generated."""
-        if await users.count(self.db) > 0:
+        if await self.db.read(users.count) > 0:
             return None
         generated = None
         if password is None:
@@ -341,7 +155,20 @@ class Accounts:
         }
 
     async def login(self, username: Any, password: Any, *, address: str) -> dict[str, Any]:
-        """Check credentials (same answer and cost for unknown user and wrong password)."""
+        """Check credentials and open a session with a token pair."""
+        row = await self.check_credentials(username, password, address=address)
+
+        def open_session(tx: Tx) -> dict[str, Any]:
+            return self._open_session(tx, row["id"], row["bipupu_id"])
+
+        tokens = await self.db.write(open_session)
+        return {"bipupu_id": row["bipupu_id"], "username": row["username"], "nickname": row["nickname"], **tokens}
+
+    async def check_credentials(self, username: Any, password: Any, *, address: str) -> dict[str, Any]:
+        """The active account these credentials open, under the login limits; issues nothing.
+
+        Same answer and cost for an unknown user and a wrong password.
+        """
         if not isinstance(username, str) or not isinstance(password, str):
             raise Unauthorized("wrong username or password", code="invalid_credentials")
         key = username_key(username)[:64]
@@ -353,19 +180,14 @@ class Accounts:
         # The failure is counted before bcrypt, not after it: guesses sent at once then find the
         # window full instead of all passing the check while the first is still hashing.
         self.login_failures.add(key)
-        row = await users.by_username_key(self.db, key)
+        row = await self.db.read(users.by_username_key, key)
         ok = await self.hasher.verify(password, row["password_hash"] if row else None)
         if not ok:
             raise Unauthorized("wrong username or password", code="invalid_credentials")
         self.login_failures.reset(key)  # the right password gives the reservation back, and the rest
         if not row["is_active"]:
             raise Forbidden("this account is deactivated", code="account_deactivated")
-
-        def open_session(tx: Tx) -> dict[str, Any]:
-            return self._open_session(tx, row["id"], row["bipupu_id"])
-
-        tokens = await self.db.write(open_session)
-        return {"bipupu_id": row["bipupu_id"], "username": row["username"], "nickname": row["nickname"], **tokens}
+        return row
 
     async def refresh(self, token: Any) -> dict[str, Any]:
         """Rotate a refresh token; presenting an already-rotated one revokes its whole session."""
@@ -403,17 +225,17 @@ class Accounts:
         return await self.session_principal(self.signer.verify(access_token, ACCESS))
 
     async def session_principal(self, claims: Claims) -> Principal:
-        return _principal(await sessions.for_access(self.db, claims.sid), claims)
+        return _principal(await self.db.read(sessions.for_access, claims.sid), claims)
 
     def principal_in(self, tx: Tx, claims: Claims) -> Principal:
         """The same check inside a write job, so that a postcard costs one trip to the database."""
-        return _principal(sessions.for_access_in(tx, claims.sid), claims)
+        return _principal(sessions.for_access(tx, claims.sid), claims)
 
     async def ended_sessions(self, session_ids: list[str], chunk: int = 500) -> set[str]:
         """Which of these sessions can no longer be used (signed out or deactivated, by any process)."""
         ended: set[str] = set()
         for start in range(0, len(session_ids), chunk):
-            ended.update(await sessions.ended(self.db, session_ids[start:start + chunk]))
+            ended.update(await self.db.read(sessions.ended, session_ids[start:start + chunk]))
         return ended
 
     async def logout(self, principal: Principal | None, refresh_token: Any, everywhere: bool) -> list[str]:
@@ -456,7 +278,7 @@ class Accounts:
     # profile
 
     async def me(self, principal: Principal) -> dict[str, Any]:
-        row = await users.by_id(self.db, principal.user_id)
+        row = await self.db.read(users.by_id, principal.user_id)
         if row is None:
             raise NotFound("account not found", code="user_not_found")
         return me_view(row)
@@ -474,20 +296,21 @@ class Accounts:
         if not isinstance(old, str):
             raise Invalid("old_password must be a string", field="old_password")
         new = check_password(new, "new_password")
-        row = await users.by_id(self.db, principal.user_id)
+        row = await self.db.read(users.by_id, principal.user_id)
         if row is None or not await self.hasher.verify(old, row["password_hash"]):
             raise Forbidden("old_password is wrong", code="wrong_password")
-        return await self._set_password(principal.user_id, new, keep_session=principal.session_id)
+        return await self.set_password(principal.user_id, new, keep_session=principal.session_id)
 
     async def reset_password(self, username: str, new: Any) -> list[str]:
         """Set a user's password (operator/admin action); every session of the user is signed out."""
         new = check_password(new)
-        row = await users.by_username_key(self.db, username_key(username))
+        row = await self.db.read(users.by_username_key, username_key(username))
         if row is None:
             raise NotFound(f"no user named {username!r}", code="user_not_found")
-        return await self._set_password(row["id"], new, keep_session=None)
+        return await self.set_password(row["id"], new, keep_session=None)
 
-    async def _set_password(self, user_id: str, password: str, *, keep_session: str | None) -> list[str]:
+    async def set_password(self, user_id: str, password: str, *, keep_session: str | None = None) -> list[str]:
+        """Store a new password; every session but `keep_session` is signed out. Returns their ids."""
         password_hash = await self.hasher.hash(password)
         now_text = rfc3339(self.clock.time())
 
@@ -498,7 +321,7 @@ class Accounts:
         return await self.db.write(update)
 
     async def public_card(self, bipupu_id: str) -> dict[str, Any]:
-        row = await users.by_bipupu_id(self.db, bipupu_id) if BIPUPU_ID.fullmatch(bipupu_id) else None
+        row = await self.db.read(users.by_bipupu_id, bipupu_id) if BIPUPU_ID.fullmatch(bipupu_id) else None
         if row is None or not row["is_active"]:
             raise NotFound("no such user", code="user_not_found")
         return card_view(row)

@@ -9,19 +9,22 @@ import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 from aiohttp import web
 
 from . import keys
-from .accounts import Accounts, PasswordHasher
+from .accounts import Accounts
+from .admin import AccountAdmin
 from .clock import Clock, SystemClock, resolve_zone
 from .config import Config
 from .contacts import Contacts
-from .hub import SIGNED_OUT, Hub
+from .hub import Hub
 from .ids import MessageIds
 from .mailbox import Mailbox
 from .metrics import Metrics
+from .passwords import PasswordHasher
+from .protocol import SIGNED_OUT
 from .services.broadcast import Broadcaster
 from .services.catalog import Services
 from .services.scheduler import Scheduler
@@ -68,7 +71,7 @@ ROUTES = [
 async def open_accounts(config: Config, clock: Clock) -> AsyncIterator[tuple[Database, Accounts]]:
     """Open the database (migrating it), bootstrap the first admin, and close everything after."""
     executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
-    db = Database(config.db_path)
+    db = Database(config.db_path, monotonic=clock.monotonic)
     try:
         await db.open()
         try:
@@ -92,18 +95,39 @@ def announce_admin_password(username: str, password: str) -> None:
           file=sys.stdout, flush=True)
 
 
-async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def background(name: str, start: Callable[[web.Application], Coroutine[Any, Any, None]]) -> CleanupContext:
+    """A cleanup context that runs `start(app)` as a task while the app runs and cancels it after.
+
+    `start` is called before the app serves, so whatever it puts on the app is there from the first request.
+    """
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(start(app), name=f"bipupu-{name}")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    context.__name__ = context.__qualname__ = name.replace("-", "_")
+    return context
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """The SQLite file, the accounts over it, and their administration."""
     async with open_accounts(app[keys.config], app[keys.clock]) as (db, accounts):
         app[keys.db] = db
         app[keys.accounts] = accounts
+        app[keys.admin] = AccountAdmin(db, app[keys.clock], accounts, app[keys.hub])
         yield
 
 
-async def mailbox_ctx(app: web.Application) -> AsyncIterator[None]:
+async def mailbox(app: web.Application) -> AsyncIterator[None]:
     """Postcards and services need the database open: message ids continue after the newest stored one."""
     db, clock, config = app[keys.db], app[keys.clock], app[keys.config]
     zone = app[keys.zone] = await asyncio.to_thread(resolve_zone, config.timezone)
-    ids = MessageIds(clock, await messages.newest_id(db))
+    ids = MessageIds(clock, await db.read(messages.newest_id))
     services = app[keys.services] = Services(db, clock, zone, ids)
     stored = app[keys.metrics].stored
     app[keys.mailbox] = Mailbox(db, clock, app[keys.hub], ids, config, zone, services, on_stored=stored)
@@ -112,14 +136,10 @@ async def mailbox_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+def run_scheduler(app: web.Application) -> Coroutine[Any, Any, None]:
     """The daily broadcasts: first tick at start-up (catching up a send time missed while off)."""
     scheduler = app[keys.scheduler] = Scheduler(app[keys.db], app[keys.broadcaster], app[keys.clock], app[keys.zone])
-    task = asyncio.create_task(scheduler.run(), name="bipupu-scheduler")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    return scheduler.run()
 
 
 async def watch_sessions(app: web.Application) -> None:
@@ -142,21 +162,9 @@ async def watch_sessions(app: web.Application) -> None:
             hub.close_sessions(ended, SIGNED_OUT, "signed out")
 
 
-async def session_watch_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(watch_sessions(app), name="bipupu-session-watch")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def loop_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+def watch_loop_lag(app: web.Application) -> Coroutine[Any, Any, None]:
     """Measure event-loop lag for /metrics while the server runs."""
-    task = asyncio.create_task(app[keys.metrics].watch_loop(), name="bipupu-loop-lag")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    return app[keys.metrics].watch_loop()
 
 
 def _last_broadcast(app: web.Application) -> tuple[float, int]:
@@ -186,7 +194,8 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     app[keys.hub] = Hub(max_per_user=config.ws_max_per_user, queue_size=config.ws_queue_size)
     app[keys.connections] = Connections(config.connections_per_address, config.trusted_proxies)
     app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
-    app.cleanup_ctx.extend([database_ctx, mailbox_ctx, scheduler_ctx, session_watch_ctx, loop_watch_ctx])
+    app.cleanup_ctx.extend([database, mailbox, background("scheduler", run_scheduler),
+                            background("session-watch", watch_sessions), background("loop-lag", watch_loop_lag)])
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(common_headers)
     for method, path, handler in ROUTES:

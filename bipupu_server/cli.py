@@ -16,7 +16,9 @@ from . import __version__, keys
 from .app import init_app, open_accounts
 from .clock import SystemClock
 from .config import Config, ConfigError, from_environment
-from .errors import AppError
+from .errors import AppError, Invalid
+from .identity import check_username
+from .passwords import check_password
 from .store.backup import BackupError, backup_database
 from .store.db import DatabaseError
 from .web import server
@@ -61,6 +63,17 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--generate", action="store_true", help="generate a password and print it")
 
 
+def check_admin_settings(config: Config) -> None:
+    """The first admin's credentials follow everyone's rules; refuse them before any work."""
+    try:
+        check_username(config.admin_username)
+        if config.admin_password is not None:
+            check_password(config.admin_password)
+    except Invalid as exc:
+        source = "BIPUPU_ADMIN_USERNAME" if exc.field == "username" else "BIPUPU_ADMIN_PASSWORD"
+        raise ConfigError(f"{source}: {exc.message}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(0o077)  # the database holds password hashes; the secret key signs every token
@@ -71,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backup":
             return backup(args)
         config = from_environment(os.environ, host=args.host, port=args.port, data_dir=args.data_dir)
+        check_admin_settings(config)
         if args.command in (None, "serve"):
             return serve(config)
         if args.command == "create-user":

@@ -10,31 +10,13 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Mapping, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .ratelimit import Limit
 
 IPNetwork = Union[IPv4Network, IPv6Network]
 
 
 class ConfigError(Exception):
     """A setting is unusable; the message is one line meant for the operator."""
-
-
-@dataclass(frozen=True)
-class Limit:
-    """At most `count` events per `window_s` seconds for one key."""
-
-    count: int
-    window_s: float
-
-    @classmethod
-    def parse(cls, name: str, text: str) -> "Limit":
-        try:
-            count, window = text.split("/")
-            limit = cls(int(count), float(window))
-        except ValueError:
-            raise ConfigError(f"{name} must look like COUNT/SECONDS, e.g. 10/900, not {text!r}") from None
-        if limit.count < 1 or limit.window_s <= 0:
-            raise ConfigError(f"{name} needs a positive count and window, not {text!r}")
-        return limit
 
 
 @dataclass(frozen=True)
@@ -123,18 +105,16 @@ def load_secret_key(data_dir: Path) -> str:
     return key
 
 
-def _check_admin(username: str, password: str | None) -> None:
-    """The first admin's credentials follow the same rules as everyone's; refuse them before any work."""
-    from .accounts import check_password, check_username  # accounts depends on this module
-    from .errors import Invalid
-
+def _limit(name: str, text: str) -> Limit:
+    """COUNT/SECONDS, e.g. 10/900."""
     try:
-        check_username(username)
-        if password is not None:
-            check_password(password)
-    except Invalid as exc:
-        source = "BIPUPU_ADMIN_USERNAME" if exc.field == "username" else "BIPUPU_ADMIN_PASSWORD"
-        raise ConfigError(f"{source}: {exc.message}") from None
+        count, window = text.split("/")
+        limit = Limit(int(count), float(window))
+    except ValueError:
+        raise ConfigError(f"{name} must look like COUNT/SECONDS, e.g. 10/900, not {text!r}") from None
+    if limit.count < 1 or limit.window_s <= 0:
+        raise ConfigError(f"{name} needs a positive count and window, not {text!r}")
+    return limit
 
 
 def _int(name: str, text: str, low: int, high: int) -> int:
@@ -196,9 +176,8 @@ def from_environment(
     ble_owner = get("BIPUPU_BLE_OWNER")
     if ble_owner is not None and not (len(ble_owner) == 8 and ble_owner.isascii() and ble_owner.isdigit()):
         raise ConfigError(f"BIPUPU_BLE_OWNER must be an 8-digit bipupu_id, not {ble_owner!r}")
-    limit = lambda name, default: Limit.parse(name, get(name, default))  # noqa: E731
+    limit = lambda name, default: _limit(name, get(name, default))  # noqa: E731
     admin_username, admin_password = get("BIPUPU_ADMIN_USERNAME", "admin"), get("BIPUPU_ADMIN_PASSWORD")
-    _check_admin(admin_username, admin_password)
     return Config(
         data_dir=directory,
         secret_key=secret or load_secret_key(directory),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .accounts import BIPUPU_ID, check_text
+from .identity import BIPUPU_ID, check_text
 from .clock import Clock, rfc3339
 from .errors import Conflict, Invalid, NotFound
 from .store import social, users
@@ -31,7 +31,7 @@ class Contacts:
             raise Invalid(f"{field} must be a bipupu_id string", field=field)
         if other == me:
             raise Invalid("that is you", code="self_reference", field=field)
-        row = await users.by_bipupu_id(self.db, other) if BIPUPU_ID.fullmatch(other) else None
+        row = await self.db.read(users.by_bipupu_id, other) if BIPUPU_ID.fullmatch(other) else None
         if row is None or not row["is_active"]:
             raise NotFound("no such user", code="user_not_found", field=field)
         return other
@@ -48,10 +48,10 @@ class Contacts:
             await self.db.write(add)
         except social.AlreadyThere:
             raise Conflict("already in your contacts", code="contact_exists", field="contact_id") from None
-        return await social.contact(self.db, me, contact_id)
+        return await self.db.read(social.contact, me, contact_id)
 
     async def list(self, me: str) -> list[dict[str, Any]]:
-        return await social.contacts(self.db, me)
+        return await self.db.read(social.contacts, me)
 
     async def rename(self, me: str, contact_id: str, alias: Any) -> dict[str, Any]:
         alias = check_alias(alias)
@@ -61,7 +61,7 @@ class Contacts:
 
         if not await self.db.write(rename):
             raise NotFound("not in your contacts", code="contact_not_found")
-        return await social.contact(self.db, me, contact_id)
+        return await self.db.read(social.contact, me, contact_id)
 
     async def remove(self, me: str, contact_id: str) -> None:
         def remove(tx: Tx) -> bool:
@@ -81,10 +81,10 @@ class Contacts:
             await self.db.write(block)
         except social.AlreadyThere:
             raise Conflict("already blocked", code="block_exists", field="blocked_id") from None
-        return next(b for b in await social.blocks(self.db, me) if b["blocked_id"] == blocked_id)
+        return next(b for b in await self.db.read(social.blocks, me) if b["blocked_id"] == blocked_id)
 
     async def blocks(self, me: str) -> list[dict[str, Any]]:
-        return await social.blocks(self.db, me)
+        return await self.db.read(social.blocks, me)
 
     async def unblock(self, me: str, blocked_id: str) -> None:
         def unblock(tx: Tx) -> bool:

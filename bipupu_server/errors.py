@@ -101,6 +101,7 @@ CODES: dict[str, tuple[int, str]] = {
     "account_deactivated": (403, "The account is deactivated."),
     "wrong_password": (403, "old_password is wrong."),
     "msg_type_not_allowed": (403, "COSMIC_BROADCAST is for service accounts."),
+    "not_admin": (403, "The account is not an admin."),
     # 404: nothing there
     "not_found": (404, "There is nothing at this address."),
     "user_not_found": (404, "No such user, or a deactivated one."),
@@ -124,6 +125,7 @@ CODES: dict[str, tuple[int, str]] = {
     "block_exists": (409, "Already blocked."),
     "service_exists": (409, "A service with this id exists."),
     "service_inactive": (409, "The service is inactive."),
+    "last_admin": (409, "The change would leave no active admin."),
     "bipupu_id_exhausted": (409, "Every 8-digit bipupu_id is taken; permanent, do not retry."),
     # 422: a value is wrong (`field` names it)
     "invalid_field": (422, "A value breaks its rule."),
@@ -146,14 +148,6 @@ CODES: dict[str, tuple[int, str]] = {
     "internal_error": (500, "A bug: the server failed. Never the answer to a client's mistake."),
     "database_unavailable": (503, "The database is unusable; retry after Retry-After seconds."),
 }
-
-# The codes of WebSocket `{"type": "error"}` frames (the socket stays open).
-FRAME_CODES: dict[str, str] = {
-    "bad_json": "The frame is not a JSON object.",
-    "unknown_type": "The frame's type is not one the server knows.",
-    "already_authenticated": "An auth frame on a socket that is already authenticated.",
-}
-
 
 def status_of(code: str) -> int:
     return CODES[code][0]

@@ -1,4 +1,4 @@
-"""Live sockets per bipupu_id: bounded send queues, one writer task each, publish never waits."""
+"""Who listens to each bipupu_id: sockets (bounded queues, a writer task each) and callbacks; publish never waits."""
 
 from __future__ import annotations
 
@@ -6,23 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
-import orjson
+from .protocol import GOING_AWAY, REPLACED, TOO_SLOW, message_frame
 
 log = logging.getLogger(__name__)
 
-# Close codes (SPEC §5).
-GOING_AWAY = 1001
-TOO_BIG = 1009
-BAD_TOKEN = 4001
-SIGNED_OUT = 4003
-REPLACED = 4008
-TOO_SLOW = 4009
-IDLE = 1000
-TRY_AGAIN_LATER = 1013  # the database is unavailable: reconnect later
-
 CLOSE_TIMEOUT_S = 2.0
+
+Listener = Callable[[dict[str, Any]], None]  # handed each committed message; must not block (queue any I/O)
 
 
 class Channel(Protocol):
@@ -30,14 +22,6 @@ class Channel(Protocol):
 
     async def send_str(self, data: str) -> None: ...
     async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
-
-
-def frame(kind: str, **fields: Any) -> str:
-    return orjson.dumps({"type": kind, **fields}).decode()
-
-
-def message_frame(message: dict[str, Any]) -> str:
-    return frame("new_message", payload=message)
 
 
 class Socket:
@@ -129,17 +113,53 @@ class Socket:
                 pass
 
 
+class _Subscription:
+    """One callback listening to one user: the newest id it was handed, and whether it was unsubscribed."""
+
+    __slots__ = ("active", "bipupu_id", "callback", "failed", "newest")
+
+    def __init__(self, bipupu_id: str, callback: Listener):
+        self.bipupu_id = bipupu_id
+        self.callback = callback
+        self.newest = ""  # as a socket's: nothing at or below it is handed over again
+        self.failed = False  # its first failure is logged in full, the later ones quietly
+        self.active = True
+
+
 class Hub:
-    """bipupu_id → live sockets. Publishing only enqueues, so one slow phone never delays others."""
+    """bipupu_id → its listeners. Publishing only enqueues or calls back, so one slow phone never delays others.
+
+    Two kinds of listener: sockets (attach: at most max_per_user, counted by len() and
+    sockets_of, closed by close_user/close_sessions/close_all, handed the frame encoded once per
+    publish) and callbacks (subscribe: the BLE relay, handed the message dict, never closed here).
+    """
 
     def __init__(self, *, max_per_user: int = 5, queue_size: int = 256):
         self.max_per_user = max_per_user
         self.queue_size = queue_size
         self._sockets: dict[str, list[Socket]] = {}
+        self._subscriptions: dict[str, list[_Subscription]] = {}
         self.waiting: set[Channel] = set()  # upgraded, not yet authenticated: shutdown closes them too
 
     def __len__(self) -> int:
         return sum(len(socks) for socks in self._sockets.values())
+
+    def subscribe(self, bipupu_id: str, callback: Listener) -> Callable[[], None]:
+        """Call `callback` with each message committed for bipupu_id, in id order; returns the unsubscribe."""
+        sub = _Subscription(bipupu_id, callback)
+        self._subscriptions.setdefault(bipupu_id, []).append(sub)
+
+        def unsubscribe() -> None:
+            if not sub.active:
+                return
+            sub.active = False
+            subs = self._subscriptions.get(bipupu_id)
+            if subs and sub in subs:
+                subs.remove(sub)
+                if not subs:
+                    del self._subscriptions[bipupu_id]
+
+        return unsubscribe
 
     def attach(self, sock: Socket) -> None:
         """Register a socket; beyond the per-user limit the oldest one is replaced (4008)."""
@@ -157,19 +177,48 @@ class Hub:
                 del self._sockets[sock.bipupu_id]
 
     def publish(self, bipupu_id: str, message: dict[str, Any]) -> int:
-        """Queue a committed message to every socket of its receiver; returns how many took it."""
+        """Hand a committed message to every listener of its receiver; returns how many took it."""
         socks = self._sockets.get(bipupu_id)
-        if not socks:
-            return 0
-        data = message_frame(message)  # encoded once, whatever the number of sockets
+        subs = self._subscriptions.get(bipupu_id)
         taken = 0
-        for sock in list(socks):
-            if sock.deliver(message["id"], data):
-                taken += 1
-            else:
-                self.detach(sock)
-                sock.close(TOO_SLOW, "too slow: catch up with since")
+        if socks:
+            data = message_frame(message)  # encoded once, whatever the number of sockets
+            for sock in list(socks):
+                if sock.deliver(message["id"], data):
+                    taken += 1
+                else:
+                    self.detach(sock)
+                    sock.close(TOO_SLOW, "too slow: catch up with since")
+        if subs:
+            taken += self._call_back(tuple(subs), message)
         return taken
+
+    @staticmethod
+    def _call_back(subs: tuple[_Subscription, ...], message: dict[str, Any]) -> int:
+        taken = 0
+        for sub in subs:
+            if not sub.active:  # unsubscribed by an earlier callback of this very publish
+                continue
+            if message["id"] <= sub.newest:
+                taken += 1
+                continue
+            sub.newest = message["id"]
+            try:
+                sub.callback(message)
+            except Exception as exc:  # a listener's bug must not cost the other listeners their cards
+                if sub.failed:
+                    log.debug("listener %r of %s failed again: %r", sub.callback, sub.bipupu_id, exc)
+                else:
+                    sub.failed = True
+                    log.exception("listener %r of %s failed (its later failures are logged at debug level)",
+                                  sub.callback, sub.bipupu_id)
+            else:
+                taken += 1
+        return taken
+
+    def sockets_of(self, bipupu_id: str) -> int:
+        """How many live sockets a user has."""
+        return len(self._sockets.get(bipupu_id, ()))
 
     def session_ids(self) -> list[str]:
         """The sessions that have a live socket."""

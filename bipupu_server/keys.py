@@ -7,6 +7,7 @@ from datetime import tzinfo
 from aiohttp import web
 
 from .accounts import Accounts
+from .admin import AccountAdmin
 from .clock import Clock
 from .config import Config
 from .contacts import Contacts
@@ -23,6 +24,7 @@ config = web.AppKey("config", Config)
 clock = web.AppKey("clock", Clock)
 db = web.AppKey("db", Database)
 accounts = web.AppKey("accounts", Accounts)
+admin = web.AppKey("admin", AccountAdmin)  # account administration (admin pages)
 started_at = web.AppKey("started_at", float)  # clock.monotonic() at start-up
 hub = web.AppKey("hub", Hub)
 mailbox = web.AppKey("mailbox", Mailbox)

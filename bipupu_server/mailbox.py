@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from .accounts import BIPUPU_ID
 from .clock import Clock, rfc3339
 from .config import Config
 from .errors import Forbidden, Invalid, NotFound, RateLimited
 from .hub import Hub
+from .identity import BIPUPU_ID
 from .ids import MessageIds, floor_id, is_message_id
 from .ratelimit import TokenBucket
-from .store import messages, social
 from .services.catalog import SERVICE_ID
+from .store import messages, social
 from .store.db import Database, Tx
 from .text import trim
 
@@ -260,12 +260,30 @@ class Mailbox:
             raise Invalid(f"msg_type must be one of {', '.join(MSG_TYPES)}", field="msg_type")
         if peer is not None and not is_address(peer):
             raise Invalid("peer must be a bipupu_id or a service id", field="peer")
-        rows = await messages.mailbox(self.db, me, direction=direction, limit=limit, before=before, since=since,
+        if since is not None:  # the same read as the /ws replay, one row more to tell has_more
+            views = await self.since(me, since, limit + 1, direction=direction, before=before, msg_type=msg_type,
+                                     peer=peer)
+        else:
+            rows = await self.db.read(messages.mailbox, me, direction=direction, limit=limit + 1, before=before,
                                       msg_type=msg_type, peer=peer)
-        return {"messages": [message_view(r) for r in rows[:limit]], "has_more": len(rows) > limit}
+            views = [message_view(r) for r in rows]
+        return {"messages": views[:limit], "has_more": len(views) > limit}
+
+    async def since(self, bipupu_id: str, after_id: str | None, limit: int = messages.MAX_REPLAY, *,
+                    direction: str = "received", before: str | None = None, msg_type: str | None = None,
+                    peer: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` cards of a mailbox after `after_id` (None: from the first), oldest first, as message views.
+
+        The one read of whoever catches up: the /ws replay and the BLE relay (the inbox as the hub
+        pushes it: no dropped card, none the user deleted) and GET /messages?since=, whose filters
+        are the keywords (list() checks them; the other callers pass ids they checked or made).
+        """
+        rows = await self.db.read(messages.since, bipupu_id, after_id, limit=limit, direction=direction, before=before,
+                                  msg_type=msg_type, peer=peer)
+        return [message_view(r) for r in rows]
 
     async def get(self, me: str, message_id: str) -> dict[str, Any]:
-        row = await messages.visible_one(self.db, me, message_id) if is_message_id(message_id) else None
+        row = await self.db.read(messages.visible_one, me, message_id) if is_message_id(message_id) else None
         if row is None:
             raise NotFound("no such message in your mailbox", code="message_not_found")
         return message_view(row)

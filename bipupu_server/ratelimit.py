@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 from .clock import Clock
-from .config import Limit
 
 MAX_KEYS = 100_000  # bounds memory under a flood of distinct keys; the oldest keys are forgotten
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` events per `window_s` seconds for one key."""
+
+    count: int
+    window_s: float
 
 
 class SlidingWindow:

@@ -1,5 +1,6 @@
--- Bipupu schema: the current shape of a new database (PRAGMA user_version = SCHEMA_VERSION in
--- bipupu_server/store/db.py). Older databases reach it through the numbered migrations there.
+-- Bipupu schema: the current shape of a new database (PRAGMA user_version = SCHEMA_VERSION, the
+-- highest number in bipupu_server/migrations/). Older databases reach it through those numbered
+-- files, one step each; a change goes into a new file and here, and tests/test_db.py checks they agree.
 -- Times: *_at TEXT columns are RFC 3339 UTC ("2026-02-10T16:00:00Z"); *_ts INTEGER columns are
 -- epoch seconds used for expiry arithmetic.
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import os
+import sqlite3
 import subprocess
+import time
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
+from aiohttp import WSMsgType
 
+from bipupu_server import keys
 from bipupu_server.app import init_app
 from bipupu_server.config import Config
 from tests.processes import STOP_TIMEOUT_S, Server, environment
@@ -23,6 +30,9 @@ for _name in [name for name in os.environ if name.startswith("BIPUPU_") and not 
 
 PASSWORD = "correct horse"
 ADMIN_PASSWORD = "admin-password-1"
+BOB = "00000003"  # the second account a test registers (the admin is 00000001)
+WAIT = 2.0  # bound on every wait for something that should come
+QUIET = 0.3  # bound on every wait for a frame that should not come
 
 
 class FakeClock:
@@ -85,10 +95,18 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 
 @pytest.fixture
-def make_client(aiohttp_client, make_config, clock) -> Callable[..., Awaitable[Any]]:
+def started_clients() -> list[Any]:
+    """The test clients make_client started, in order: the last is "the test's server" to the factories below."""
+    return []
+
+
+@pytest.fixture
+def make_client(aiohttp_client, make_config, clock, started_clients) -> Callable[..., Awaitable[Any]]:
     """Start a server with config overrides and return a test client for it."""
     async def make(**overrides: Any):
-        return await aiohttp_client(init_app(make_config(**overrides), clock=clock))
+        client = await aiohttp_client(init_app(make_config(**overrides), clock=clock))
+        started_clients.append(client)
+        return client
     return make
 
 
@@ -104,8 +122,32 @@ async def register(client, username: str, password: str = PASSWORD, **extra: Any
     return await resp.json()
 
 
+async def login(client, username: str, password: str = PASSWORD, *, response: bool = False) -> Any:
+    """Log in (another session of an existing account) and return the body with the tokens; fails the test
+    unless it is 200. With response=True, the response as it came, for the tests of refusals."""
+    resp = await client.post("/auth/login", json={"username": username, "password": password})
+    if response:
+        return resp
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
 def bearer(account: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {account['access_token']}"}
+
+
+async def post_card(client, sender: dict[str, Any], receiver_id: Any = BOB, content: Any = "hello", **fields: Any):
+    """POST /messages as `sender`; the response as it came."""
+    return await client.post("/messages", json={"receiver_id": receiver_id, "content": content, **fields},
+                             headers=bearer(sender))
+
+
+async def send_card(client, sender: dict[str, Any], receiver_id: Any = BOB, content: Any = "hello",
+                    **fields: Any) -> dict[str, Any]:
+    """Send a card that must be accepted (201) and return the message object."""
+    resp = await post_card(client, sender, receiver_id, content, **fields)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
 
 
 def rfc3339(ts: float) -> str:
@@ -130,6 +172,82 @@ async def assert_error(resp, status: int, code: str, field: str | None = None) -
     return error
 
 
+async def until(condition: Callable[[], Any], what: str | Callable[[], str], timeout: float = WAIT) -> None:
+    """Yield to the event loop until `condition()` (awaited if it returns an awaitable) is true, for a state no
+    event announces; fails saying `what` (called then, if it is a function) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = condition()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
+        await asyncio.sleep(0)
+
+
+# The server's SQLite file, behind its back (states the API cannot produce) ---------------------
+
+def _rows(path: Path, sql: str, params: tuple) -> list[tuple]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _write(path: Path, sql: str, params: tuple) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(sql, params)
+
+
+async def db_rows(client, sql: str, params: tuple = ()) -> list[tuple]:
+    """Read the server's SQLite file through a connection of our own, off the event loop."""
+    return await asyncio.to_thread(_rows, client.server.app[keys.config].db_path, sql, params)
+
+
+async def db_write(client, sql: str, params: tuple = ()) -> None:
+    """Change the server's SQLite file through a connection of our own (an operator's deactivation, a
+    switched-off service), off the event loop."""
+    await asyncio.to_thread(_write, client.server.app[keys.config].db_path, sql, params)
+
+
+# WebSockets -----------------------------------------------------------------------------------
+
+async def receive_json(ws, timeout: float = WAIT) -> dict[str, Any]:
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type == WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
+    return json.loads(msg.data)
+
+
+async def receive_card(ws) -> dict[str, Any]:
+    """The next frame, which must be a new_message push; returns its payload."""
+    data = await receive_json(ws)
+    assert data["type"] == "new_message", data
+    assert set(data) == {"type", "payload"}, data
+    return data["payload"]
+
+
+async def assert_quiet(ws) -> None:
+    """Nothing arrives on this socket for a short while."""
+    try:
+        msg = await ws.receive(timeout=QUIET)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame: {msg}")
+
+
+async def connect_with(client, token: str, how: str):
+    """A socket offered `token` in one of the three ways ("header", "query", "frame"); nothing read yet."""
+    if how == "header":
+        return await client.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
+    if how == "query":
+        return await client.ws_connect("/ws", params={"token": token})
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "auth", "token": token})
+    return ws
+
+
+# Accounts, logged-in clients and authenticated sockets in one line -----------------------------
+
 @pytest.fixture
 async def alice(client) -> dict[str, Any]:
     return await register(client, "alice")
@@ -138,6 +256,41 @@ async def alice(client) -> dict[str, Any]:
 @pytest.fixture
 async def bob(client) -> dict[str, Any]:
     return await register(client, "bob")
+
+
+@pytest.fixture
+def logged_in(aiohttp_client, started_clients) -> Callable[..., Awaitable[Any]]:
+    """`await logged_in(alice)`: a test client of the test's server (the last one started, or `client=`) whose
+    every request, WebSockets included, carries the account's access token."""
+    async def make(account: dict[str, Any], *, client: Any = None):
+        server = (client or started_clients[-1]).server
+        return await aiohttp_client(server, headers=bearer(account))
+    return make
+
+
+@pytest.fixture
+async def alice_client(logged_in, alice):
+    """alice's own test client: `await alice_client.get("/me")` is alice's profile."""
+    return await logged_in(alice)
+
+
+@pytest.fixture
+def open_ws(started_clients) -> Callable[..., Awaitable[Any]]:
+    """`await open_ws(bob)`: a /ws of the account on the test's server (the last one started, or `client=`),
+    authenticated and its auth_ok read. The token goes in the Authorization header, or with `frame=True` (or a
+    `since`) in a first auth frame."""
+    async def connect(account: dict[str, Any], *, since: str | None = None, frame: bool = False, client: Any = None):
+        client = client or started_clients[-1]
+        if frame or since is not None:
+            ws = await client.ws_connect("/ws")
+            await ws.send_json({"type": "auth", "token": account["access_token"],
+                                **({"since": since} if since is not None else {})})
+        else:
+            ws = await client.ws_connect("/ws", headers=bearer(account))
+        data = await receive_json(ws)
+        assert data["type"] == "auth_ok" and data["bipupu_id"] == account["bipupu_id"], data
+        return ws
+    return connect
 
 
 @pytest.fixture

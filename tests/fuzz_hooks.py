@@ -29,7 +29,8 @@ import schemathesis
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from bipupu_server.accounts import check_avatar_url, check_cosmic_profile, check_password, check_username
+from bipupu_server.identity import check_avatar_url, check_cosmic_profile, check_username
+from bipupu_server.passwords import check_password
 from bipupu_server.errors import AppError
 from bipupu_server.web.openapi import ANYWHERE
 

@@ -98,7 +98,7 @@ class Server:
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # a real process: nothing but polling on the real clock says it is ready
         pytest.fail(f"server not ready within {READY_TIMEOUT_S} s:\n{self.stderr}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

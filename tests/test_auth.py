@@ -12,7 +12,7 @@ import pytest
 from itsdangerous import URLSafeSerializer
 
 from bipupu_server import keys
-from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, register
+from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, db_write, login, register
 
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
 ACCOUNT_KEYS = {"bipupu_id", "username", "nickname"} | TOKEN_KEYS
@@ -24,11 +24,6 @@ DAY = 24 * 3600
 
 
 # The real database file, for states the API cannot produce yet ----------------------------------
-
-def db_execute(client, sql: str, params: tuple = ()) -> None:
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
-        conn.execute(sql, params)
-
 
 def db_value(client, sql: str, params: tuple = ()) -> Any:
     with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn:
@@ -43,15 +38,11 @@ def id_counter(client) -> int:
     return db_value(client, "SELECT value FROM counters WHERE name = 'bipupu_id'")
 
 
-def deactivate(client, bipupu_id: str) -> None:
-    db_execute(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (bipupu_id,))
+async def deactivate(client, bipupu_id: str) -> None:
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (bipupu_id,))
 
 
 # HTTP shorthands ---------------------------------------------------------------------------------
-
-async def login(client, username: str, password: str = PASSWORD):
-    return await client.post("/auth/login", json={"username": username, "password": password})
-
 
 async def refresh(client, refresh_token: str):
     return await client.post("/auth/refresh", json={"refresh_token": refresh_token})
@@ -149,7 +140,7 @@ async def test_usernames_of_any_script_are_accepted(client, username):
     account = await register(client, username)
     assert account["username"] == username
     assert (await assert_me(client, account["access_token"], "00000002"))["username"] == username
-    assert (await login(client, username)).status == 200
+    assert (await login(client, username, response=True)).status == 200
 
 
 async def test_full_width_latin_username_is_stored_nfkc_normalised(client):
@@ -159,7 +150,7 @@ async def test_full_width_latin_username_is_stored_nfkc_normalised(client):
     assert (await assert_me(client, account["access_token"], "00000002"))["username"] == "star_x"
     assert db_value(client, "SELECT username FROM users WHERE bipupu_id = '00000002'") == "star_x"
     for spelling in ("star_x", "ｓｔａｒ_x", "STAR_X"):
-        resp = await login(client, spelling)
+        resp = await login(client, spelling, response=True)
         assert resp.status == 200, spelling
         assert (await resp.json())["bipupu_id"] == "00000002"
 
@@ -235,7 +226,7 @@ async def test_password_shorter_than_8_bytes_is_refused(client, password):
                          ids=["8-ascii", "8-bytes-multibyte", "72-ascii", "72-bytes-multibyte"])
 async def test_passwords_of_8_to_72_bytes_are_accepted(client, password):
     await register(client, "alice", password)
-    assert (await login(client, "alice", password)).status == 200
+    assert (await login(client, "alice", password, response=True)).status == 200
 
 
 @pytest.mark.parametrize("password", ["a" * 73, TOO_LONG_PASSWORD, "密" * 25],
@@ -249,8 +240,8 @@ async def test_password_over_72_bytes_is_refused_not_truncated(client, password)
 @pytest.mark.parametrize("password", ["a" * 72, LONGEST_PASSWORD], ids=["ascii", "multibyte"])
 async def test_login_with_the_72_byte_password_plus_more_fails(client, password):
     await register(client, "alice", password)
-    await assert_error(await login(client, "alice", password + "x"), 401, "invalid_credentials")
-    assert (await login(client, "alice", password)).status == 200
+    await assert_error(await login(client, "alice", password + "x", response=True), 401, "invalid_credentials")
+    assert (await login(client, "alice", password, response=True)).status == 200
 
 
 # Closed registration and an exhausted id space ---------------------------------------------------
@@ -261,14 +252,14 @@ async def test_closed_registration_refuses_and_creates_nothing(make_client):
     await assert_error(resp, 403, "registration_closed")
     assert user_count(client) == 1
     assert id_counter(client) == 1
-    await assert_error(await login(client, "alice"), 401, "invalid_credentials")
-    admin = await login(client, "admin", ADMIN_PASSWORD)
+    await assert_error(await login(client, "alice", response=True), 401, "invalid_credentials")
+    admin = await login(client, "admin", ADMIN_PASSWORD, response=True)
     assert admin.status == 200
     assert (await admin.json())["bipupu_id"] == "00000001"
 
 
 async def test_exhausted_bipupu_id_space_refuses_registration(client):
-    db_execute(client, "UPDATE counters SET value = 99999998 WHERE name = 'bipupu_id'")
+    await db_write(client, "UPDATE counters SET value = 99999998 WHERE name = 'bipupu_id'")
     assert (await register(client, "alice"))["bipupu_id"] == "99999999"
     resp = await client.post("/auth/register", json={"username": "bob", "password": PASSWORD})
     # Permanent, not a retry-later: a 4xx without Retry-After (a 503 with none told clients to retry for ever).
@@ -276,14 +267,14 @@ async def test_exhausted_bipupu_id_space_refuses_registration(client):
     assert "Retry-After" not in resp.headers
     assert user_count(client) == 2
     assert id_counter(client) == 99999999
-    await assert_error(await login(client, "bob"), 401, "invalid_credentials")
+    await assert_error(await login(client, "bob", response=True), 401, "invalid_credentials")
 
 
 # Login -------------------------------------------------------------------------------------------
 
 async def test_login_returns_the_account_and_a_fresh_token_pair(client):
     account = await register(client, "alice", nickname="Al")
-    resp = await login(client, "alice")
+    resp = await login(client, "alice", response=True)
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert set(body) == ACCOUNT_KEYS
@@ -297,24 +288,24 @@ async def test_login_returns_the_account_and_a_fresh_token_pair(client):
 @pytest.mark.parametrize("spelling", ["moon.walker", "MOON.WALKER", "ＭＯＯＮ.walker", " Moon.Walker "])
 async def test_login_matches_usernames_like_uniqueness_does(client, spelling):
     await register(client, "Moon.Walker")
-    resp = await login(client, spelling)
+    resp = await login(client, spelling, response=True)
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert (body["bipupu_id"], body["username"]) == ("00000002", "Moon.Walker")
 
 
 async def test_wrong_password_and_unknown_username_give_identical_401s(client, alice):
-    wrong_password = await login(client, "alice", "not the password")
-    unknown_user = await login(client, "nobody", "not the password")
+    wrong_password = await login(client, "alice", "not the password", response=True)
+    unknown_user = await login(client, "nobody", "not the password", response=True)
     await assert_error(wrong_password, 401, "invalid_credentials")
     await assert_error(unknown_user, 401, "invalid_credentials")
     assert await wrong_password.read() == await unknown_user.read()
 
 
 async def test_deactivated_account_cannot_log_in(client, alice):
-    deactivate(client, alice["bipupu_id"])
-    await assert_error(await login(client, "alice"), 403, "account_deactivated")
-    await assert_error(await login(client, "alice", "not the password"), 401, "invalid_credentials")
+    await deactivate(client, alice["bipupu_id"])
+    await assert_error(await login(client, "alice", response=True), 403, "account_deactivated")
+    await assert_error(await login(client, "alice", "not the password", response=True), 401, "invalid_credentials")
 
 
 @pytest.mark.parametrize(("body", "missing"), [
@@ -339,14 +330,14 @@ def retry_after(resp) -> int:
 
 async def test_ten_failed_logins_lock_the_username_for_15_minutes(client, clock, alice, bob):
     for _ in range(10):
-        await assert_error(await login(client, "alice", "not the password"), 401, "invalid_credentials")
-    locked = await login(client, "alice")
+        await assert_error(await login(client, "alice", "not the password", response=True), 401, "invalid_credentials")
+    locked = await login(client, "alice", response=True)
     await assert_error(locked, 429, "too_many_attempts")
     assert retry_after(locked) <= 15 * 60
-    await assert_error(await login(client, "ALICE"), 429, "too_many_attempts")
-    assert (await login(client, "bob")).status == 200
+    await assert_error(await login(client, "ALICE", response=True), 429, "too_many_attempts")
+    assert (await login(client, "bob", response=True)).status == 200
     clock.advance(15 * 60 + 1)
-    resp = await login(client, "alice")
+    resp = await login(client, "alice", response=True)
     assert resp.status == 200, await resp.text()
 
 
@@ -354,53 +345,57 @@ async def test_guesses_sent_at_once_cannot_outrun_the_failure_limit(client, alic
     # Forces the ordering that let every guess through: all 25 are in flight, none has finished
     # bcrypt, before any answer is given. At most 10 may reach bcrypt; the others are refused.
     accounts = client.server.app[keys.accounts]
-    verify, gate, hashing = accounts.hasher.verify, asyncio.Event(), []
+    verify, gate, hashing, all_in = accounts.hasher.verify, asyncio.Event(), [], asyncio.Event()
+    answers: list[int] = []
+
+    def one_more_in() -> None:  # every guess is either hashing or answered
+        if len(hashing) + len(answers) == 25:
+            all_in.set()
 
     async def verify_when_all_are_in(password: str, hashed: str | None) -> bool:
         hashing.append(password)
+        one_more_in()
         await gate.wait()
         return await verify(password, hashed)
 
     accounts.hasher.verify = verify_when_all_are_in
-    answers: list[int] = []
 
     async def guess(n: int) -> None:
-        resp = await login(client, "alice", f"guess number {n}")
+        resp = await login(client, "alice", f"guess number {n}", response=True)
         answers.append(resp.status)
+        one_more_in()
         if resp.status == 429:
             await assert_error(resp, 429, "too_many_attempts")
 
-    async def all_in() -> None:  # every guess is either hashing or answered
-        while len(hashing) + len(answers) < 25:
-            await asyncio.sleep(0.001)
-
     guesses = [asyncio.create_task(guess(n)) for n in range(25)]
-    await asyncio.wait_for(all_in(), 10)
+    await asyncio.wait_for(all_in.wait(), 10)
     gate.set()
     await asyncio.gather(*guesses)
     assert len(hashing) == 10
     assert sorted(answers) == [401] * 10 + [429] * 15
-    await assert_error(await login(client, "alice"), 429, "too_many_attempts")  # even the right password now
+    # even the right password now
+    await assert_error(await login(client, "alice", response=True), 429, "too_many_attempts")
 
 
 async def test_the_right_password_gives_back_its_reserved_failure(client, alice):
     for _ in range(9):
-        await assert_error(await login(client, "alice", "not the password"), 401, "invalid_credentials")
-    assert (await login(client, "alice")).status == 200  # counted as a failure while hashing, then given back
+        await assert_error(await login(client, "alice", "not the password", response=True), 401, "invalid_credentials")
+    # counted as a failure while hashing, then given back
+    assert (await login(client, "alice", response=True)).status == 200
     for _ in range(10):
-        await assert_error(await login(client, "alice", "not the password"), 401, "invalid_credentials")
-    await assert_error(await login(client, "alice"), 429, "too_many_attempts")
+        await assert_error(await login(client, "alice", "not the password", response=True), 401, "invalid_credentials")
+    await assert_error(await login(client, "alice", response=True), 429, "too_many_attempts")
 
 
 async def test_more_than_30_login_attempts_from_one_address_in_a_minute_are_refused(client, clock, alice):
     for attempt in range(30):
-        assert (await login(client, "alice")).status == 200, attempt
-    refused = await login(client, "alice")
+        assert (await login(client, "alice", response=True)).status == 200, attempt
+    refused = await login(client, "alice", response=True)
     await assert_error(refused, 429, "too_many_attempts")
     assert retry_after(refused) <= 60
-    await assert_error(await login(client, "someone-else"), 429, "too_many_attempts")
+    await assert_error(await login(client, "someone-else", response=True), 429, "too_many_attempts")
     clock.advance(61)
-    assert (await login(client, "alice")).status == 200
+    assert (await login(client, "alice", response=True)).status == 200
 
 
 async def test_more_than_10_registrations_from_one_address_in_an_hour_are_refused(client, clock):
@@ -419,9 +414,9 @@ async def test_rate_limits_can_be_switched_off(make_client):
     for n in range(12):
         await register(client, f"user{n}")
     for _ in range(12):
-        await assert_error(await login(client, "user0", "not the password"), 401, "invalid_credentials")
+        await assert_error(await login(client, "user0", "not the password", response=True), 401, "invalid_credentials")
     for attempt in range(20):
-        assert (await login(client, "user0")).status == 200, attempt
+        assert (await login(client, "user0", response=True)).status == 200, attempt
 
 
 # Tokens ------------------------------------------------------------------------------------------
@@ -491,7 +486,7 @@ async def test_missing_token_is_refused_with_www_authenticate(client, alice):
 
 
 async def test_deactivated_account_access_token_is_forbidden(client, alice):
-    deactivate(client, alice["bipupu_id"])
+    await deactivate(client, alice["bipupu_id"])
     await assert_error(await me(client, alice["access_token"]), 403, "account_deactivated")
 
 
@@ -518,7 +513,7 @@ async def test_refreshed_access_token_outlives_the_first_one(client, clock, alic
 
 
 async def test_rotated_refresh_token_reuse_revokes_the_session(client, alice):
-    other_session = await (await login(client, "alice")).json()
+    other_session = await login(client, "alice")
     rotated = await (await refresh(client, alice["refresh_token"])).json()
     await assert_error(await refresh(client, alice["refresh_token"]), 401, "refresh_token_reused")
     await assert_error(await refresh(client, rotated["refresh_token"]), 401, "token_revoked")
@@ -529,7 +524,7 @@ async def test_rotated_refresh_token_reuse_revokes_the_session(client, alice):
 
 
 async def test_refresh_token_lapses_after_30_days(client, clock, alice):
-    other_session = await (await login(client, "alice")).json()
+    other_session = await login(client, "alice")
     clock.advance(30 * DAY - 60)
     assert (await refresh(client, alice["refresh_token"])).status == 200
     clock.advance(61)
@@ -537,7 +532,7 @@ async def test_refresh_token_lapses_after_30_days(client, clock, alice):
 
 
 async def test_refresh_for_a_deactivated_account_is_forbidden(client, alice):
-    deactivate(client, alice["bipupu_id"])
+    await deactivate(client, alice["bipupu_id"])
     await assert_error(await refresh(client, alice["refresh_token"]), 403, "account_deactivated")
 
 
@@ -554,7 +549,7 @@ async def test_bad_refresh_requests_are_refused(client, alice, body, status, cod
 # Logout ------------------------------------------------------------------------------------------
 
 async def test_logout_with_the_access_token_ends_that_session(client, alice):
-    other_session = await (await login(client, "alice")).json()
+    other_session = await login(client, "alice")
     resp = await client.post("/auth/logout", headers=bearer(alice))
     assert resp.status == 204, await resp.text()
     await assert_error(await me(client, alice["access_token"]), 401, "token_revoked")
@@ -563,7 +558,7 @@ async def test_logout_with_the_access_token_ends_that_session(client, alice):
 
 
 async def test_logout_with_only_the_refresh_token_ends_that_session(client, alice):
-    other_session = await (await login(client, "alice")).json()
+    other_session = await login(client, "alice")
     resp = await client.post("/auth/logout", json={"refresh_token": alice["refresh_token"]})
     assert resp.status == 204, await resp.text()
     await assert_error(await me(client, alice["access_token"]), 401, "token_revoked")
@@ -572,7 +567,7 @@ async def test_logout_with_only_the_refresh_token_ends_that_session(client, alic
 
 
 async def test_logout_all_revokes_every_session_of_the_user_only(client, alice, bob):
-    second = await (await login(client, "alice")).json()
+    second = await login(client, "alice")
     resp = await client.post("/auth/logout", json={"all": True}, headers=bearer(alice))
     assert resp.status == 204, await resp.text()
     for session in (alice, second):
@@ -580,7 +575,7 @@ async def test_logout_all_revokes_every_session_of_the_user_only(client, alice, 
         await assert_error(await refresh(client, session["refresh_token"]), 401, "token_revoked")
     await assert_me(client, bob["access_token"], bob["bipupu_id"])
     assert (await refresh(client, bob["refresh_token"])).status == 200
-    assert (await login(client, "alice")).status == 200
+    assert (await login(client, "alice", response=True)).status == 200
 
 
 @pytest.mark.parametrize("body", [None, {}, {"all": True}], ids=["no-body", "empty", "all"])
@@ -620,7 +615,7 @@ async def test_logout_with_another_users_refresh_token_is_refused(client, alice,
 
 async def test_a_spent_refresh_token_cannot_log_anyone_out(client, alice):
     # An old copy of a rotated token (a phone backup) must not sign the owner out of every device.
-    phone = await (await login(client, "alice")).json()
+    phone = await login(client, "alice")
     rotated = await refresh(client, alice["refresh_token"])
     assert rotated.status == 200
     newest = await rotated.json()
@@ -633,7 +628,7 @@ async def test_a_spent_refresh_token_cannot_log_anyone_out(client, alice):
 
 
 async def test_the_refresh_token_of_a_signed_out_login_cannot_log_anyone_out(client, alice):
-    phone = await (await login(client, "alice")).json()
+    phone = await login(client, "alice")
     assert (await client.post("/auth/logout", headers=bearer(alice))).status == 204
     resp = await client.post("/auth/logout", json={"refresh_token": alice["refresh_token"], "all": True})
     await assert_error(resp, 401, "token_revoked")
@@ -641,7 +636,7 @@ async def test_the_refresh_token_of_a_signed_out_login_cannot_log_anyone_out(cli
 
 
 async def test_a_password_change_leaves_old_refresh_tokens_unable_to_log_out(client, alice):
-    phone = await (await login(client, "alice")).json()
+    phone = await login(client, "alice")
     resp = await client.put("/me/password", json={"old_password": PASSWORD, "new_password": NEW_PASSWORD},
                             headers=bearer(phone))
     assert resp.status == 204, await resp.text()
@@ -658,30 +653,30 @@ async def put_password(client, account, old: Any, new: Any):
 
 async def test_change_password_with_a_wrong_old_password_is_forbidden(client, alice):
     await assert_error(await put_password(client, alice, "not the password", NEW_PASSWORD), 403, "wrong_password")
-    assert (await login(client, "alice")).status == 200
-    await assert_error(await login(client, "alice", NEW_PASSWORD), 401, "invalid_credentials")
+    assert (await login(client, "alice", response=True)).status == 200
+    await assert_error(await login(client, "alice", NEW_PASSWORD, response=True), 401, "invalid_credentials")
 
 
 @pytest.mark.parametrize(("new", "code"), [(TOO_LONG_PASSWORD, "password_too_long"), ("a" * 7, "password_too_short")],
                          ids=["73-bytes", "7-bytes"])
 async def test_change_password_validates_the_new_password(client, alice, new, code):
     await assert_error(await put_password(client, alice, PASSWORD, new), 422, code, field="new_password")
-    assert (await login(client, "alice")).status == 200
+    assert (await login(client, "alice", response=True)).status == 200
 
 
 async def test_change_password_keeps_this_session_and_revokes_the_others(client, alice):
-    other_session = await (await login(client, "alice")).json()
+    other_session = await login(client, "alice")
     resp = await put_password(client, alice, PASSWORD, NEW_PASSWORD)
     assert resp.status == 204, await resp.text()
     await assert_me(client, alice["access_token"], alice["bipupu_id"])
     assert (await refresh(client, alice["refresh_token"])).status == 200
     await assert_error(await me(client, other_session["access_token"]), 401, "token_revoked")
     await assert_error(await refresh(client, other_session["refresh_token"]), 401, "token_revoked")
-    assert (await login(client, "alice", NEW_PASSWORD)).status == 200
-    await assert_error(await login(client, "alice"), 401, "invalid_credentials")
+    assert (await login(client, "alice", NEW_PASSWORD, response=True)).status == 200
+    await assert_error(await login(client, "alice", response=True), 401, "invalid_credentials")
 
 
 async def test_change_password_needs_an_access_token(client, alice):
     resp = await client.put("/me/password", json={"old_password": PASSWORD, "new_password": NEW_PASSWORD})
     await assert_error(resp, 401, "missing_token")
-    assert (await login(client, "alice")).status == 200
+    assert (await login(client, "alice", response=True)).status == 200

@@ -139,7 +139,7 @@ async def load_then_kill(server: Server, senders: list[dict[str, Any]], receiver
 
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as api:
         lanes = [asyncio.create_task(lane(api, sender, k)) for sender in senders for k in range(LANES_PER_SENDER)]
-        await asyncio.sleep(load_s)
+        await asyncio.sleep(load_s)  # real time: the real process is under load this long before the kill
         assert server.proc.poll() is None, f"server died under load:\n{server.stderr}"
         outcome.in_flight_at_kill = len(in_flight)
         server.proc.send_signal(signal.SIGKILL)  # no await between the count and the kill
@@ -297,7 +297,7 @@ def wait_until(server: Server, what: str, done: Callable[[], bool], timeout: flo
                 return
         except sqlite3.OperationalError:  # the database is not there yet, or busy recovering
             pass
-        time.sleep(0.005)
+        time.sleep(0.005)  # another process's progress: only polling its files on the real clock shows it
     pytest.fail(f"no {what} within {timeout} s:\n{server.stderr}")
 
 
@@ -337,7 +337,7 @@ def test_sigkill_mid_fan_out_then_restart_sends_each_subscriber_exactly_one_fort
     db_file = data / "bipupu.db"
     utc = {"BIPUPU_TIMEZONE": "UTC"}  # send time 00:00 UTC: always passed today
     to_midnight = 86400 - time.time() % 86400
-    if to_midnight < 20:  # the whole test must see one UTC day
+    if to_midnight < 20:  # the whole test must see one UTC day: run.py reads the real wall clock
         time.sleep(to_midnight + 1)
     assert start_server(data, **utc).stop() == 0  # creates the schema and the admin
     day = datetime.now(timezone.utc).date().isoformat()

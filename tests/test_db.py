@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import sqlite3
 
 import pytest
@@ -117,15 +119,11 @@ async def test_migrations_upgrade_an_older_database_in_order(tmp_path, monkeypat
 
 async def test_a_version_3_database_keeps_its_cards_and_counts_them_as_strangers_cards(tmp_path):
     path = tmp_path / "v3.db"
-    database = Database(path)
-    await database.open()
-    await database.close()
-    raw = sqlite3.connect(path)  # what version 3 looked like: no from_stranger column
-    raw.execute("ALTER TABLE messages DROP COLUMN from_stranger")
+    database_at_version(path, 3)  # no from_stranger column yet
+    raw = sqlite3.connect(path)
     raw.execute("INSERT INTO messages (id, sender_id, receiver_id, content, msg_type, created_at)"
                 " VALUES ('0190a000-0000-7000-8000-000000000001', '00000002', '00000003', 'old', 'USER_POSTCARD',"
                 " '2026-11-21T00:00:00Z')")
-    raw.execute("PRAGMA user_version = 3")
     raw.commit()
     raw.close()
     upgraded = Database(path)
@@ -152,6 +150,95 @@ async def test_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypa
     assert raw.execute("PRAGMA user_version").fetchone()[0] == version
     assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchall() == []
     raw.close()
+
+
+# The schema in files: migrations/0001… step by step and schema.sql in one go make the same database --
+
+def database_at_version(path, version):
+    """A database as a server of that version left it: migration files 0001 to `version`, by hand."""
+    raw = sqlite3.connect(path)
+    for step in range(1, version + 1):
+        raw.executescript(dbmod.MIGRATIONS[step])
+    raw.execute(f"PRAGMA user_version = {version}")
+    raw.commit()
+    raw.close()
+
+
+# SQLite keeps each CREATE statement's text as written, and ALTER TABLE ADD COLUMN splices the new
+# column into the table's text (`…(0, 1))\n, from_stranger … (0, 1))) STRICT, WITHOUT ROWID`) where
+# schema.sql has it on a line of its own, with a comment. So statements are compared as their
+# tokens: comments and whitespace dropped, string literals kept whole. Token for token equal still
+# covers everything the text says (columns, types, defaults, CHECKs, STRICT, WITHOUT ROWID).
+SQL_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/|\w+|[^\w\s]", re.S)
+
+
+def sql_tokens(sql):
+    return sql and [token for token in SQL_TOKEN.findall(sql) if not token.startswith(("--", "/*"))]
+
+
+def schema_and_rows(path):
+    """sqlite_master (as tokens), user_version, and every table's rows without created_at."""
+    raw = sqlite3.connect(path)
+    try:
+        master = {(kind, name): (table, sql_tokens(sql)) for kind, name, table, sql in raw.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")}
+        version = raw.execute("PRAGMA user_version").fetchone()[0]
+        rows = {}
+        for (table,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall():
+            cursor = raw.execute(f"SELECT * FROM {table}")
+            columns = [column[0] for column in cursor.description]
+            rows[table] = sorted((dict((c, v) for c, v in zip(columns, row) if c != "created_at") for row in cursor),
+                                 key=repr)
+    finally:
+        raw.close()
+    return master, version, rows
+
+
+async def test_a_version_1_database_upgraded_step_by_step_is_the_one_schema_sql_creates(tmp_path, caplog):
+    created, upgraded = tmp_path / "created.db", tmp_path / "upgraded.db"
+    database_at_version(upgraded, 1)
+    caplog.set_level(logging.INFO, logger=dbmod.log.name)
+    for path in (created, upgraded):
+        database = Database(path)
+        await database.open()
+        await database.close()
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("database schema:")] == [
+        f"database schema: creating version {dbmod.SCHEMA_VERSION}",
+        *(f"database schema: upgrading to version {n}" for n in range(2, dbmod.SCHEMA_VERSION + 1))]
+
+    master, version, rows = schema_and_rows(created)
+    upgraded_master, upgraded_version, upgraded_rows = schema_and_rows(upgraded)
+    assert version == upgraded_version == dbmod.SCHEMA_VERSION
+    assert sorted(upgraded_master) == sorted(master)  # the same tables, indexes and triggers
+    for key, (table, tokens) in master.items():
+        assert upgraded_master[key] == (table, tokens), f"{key} differs: {upgraded_master[key][1]} vs {tokens}"
+    # The seeds (the built-in services with their words, the bipupu_id counter) are the same too.
+    assert rows["services"] and rows["counters"]
+    assert upgraded_rows == rows
+
+
+def test_the_migration_files_are_numbered_from_1_without_gaps_and_the_last_is_schema_version():
+    names = sorted(entry.name for entry in dbmod.MIGRATIONS_PATH.iterdir())
+    assert all(re.fullmatch(r"[0-9]{4}_[a-z0-9_]+\.sql", name) for name in names), names
+    assert [int(name[:4]) for name in names] == list(range(1, len(names) + 1)) == sorted(dbmod.MIGRATIONS)
+    assert len(names) == dbmod.SCHEMA_VERSION
+    assert [(dbmod.MIGRATIONS_PATH / name).read_text(encoding="utf-8") for name in names] == [
+        dbmod.MIGRATIONS[n] for n in sorted(dbmod.MIGRATIONS)]
+
+
+@pytest.mark.parametrize("names, error", [
+    (["0001_a.sql", "0003_c.sql"], "numbered 0001, 0002… without gaps; found 0001, 0003"),
+    (["0002_b.sql"], "without gaps; found 0002"),
+    (["0000_zero.sql", "0001_a.sql"], "without gaps; found 0000, 0001"),
+    (["README.md"], "without gaps; found none"),
+    (["0001_a.sql", "2_b.sql"], "migration 2_b.sql in"),
+    (["0001_a.sql", "0001_b.sql"], "holds two migrations numbered 0001"),
+])
+def test_migration_files_that_do_not_count_from_1_are_refused_with_a_clear_error(tmp_path, names, error):
+    for name in names:
+        (tmp_path / name).write_text("SELECT 1;\n", encoding="utf-8")
+    with pytest.raises(DatabaseError, match=re.escape(error)):
+        dbmod._load_migrations(tmp_path)
 
 
 async def test_identity_columns_and_counter_are_guarded_by_the_schema(database):

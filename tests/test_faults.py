@@ -29,20 +29,17 @@ from typing import Any, Iterator
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType
 
 from bipupu_server import keys
 from bipupu_server.store.db import BUSY_TIMEOUT_MS
-from tests.conftest import PASSWORD, assert_error, bearer, register
+from tests.conftest import (ADMIN_PASSWORD, BOB, PASSWORD, WAIT, assert_error, assert_quiet, bearer, login, post_card,
+                            receive_card, register, send_card)
 from tests.processes import (FAIL_FAST_S, STOP_TIMEOUT_S, Server, assert_one_line_failure, call, environment,
                              free_port, run_cli)
-from tests.test_cli import ADMIN_PASSWORD
 
-ALICE, BOB = "00000002", "00000003"
+ALICE = "00000002"
 # A write stuck behind another connection's lock must give up after the busy timeout, not hang.
 LOCKED_ANSWER_WITHIN_S = BUSY_TIMEOUT_MS / 1000 + 2.0
-WAIT = 2.0  # bound on every wait for something that should come at once
-QUIET = 0.3  # bound on every wait for a frame that should not come
 SMALL_DISK = "4m"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -74,18 +71,6 @@ def take_write_lock_soon(path: Path) -> None:
         conn.execute("ROLLBACK")
 
 
-async def post_card(client, sender: dict[str, Any], receiver_id: str = BOB, content: str = "hello", **fields: Any):
-    return await client.post("/messages", json={"receiver_id": receiver_id, "content": content, **fields},
-                             headers=bearer(sender))
-
-
-async def send_card(client, sender: dict[str, Any], receiver_id: str = BOB, content: str = "hello",
-                    **fields: Any) -> dict[str, Any]:
-    resp = await post_card(client, sender, receiver_id, content, **fields)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
-
-
 async def assert_unavailable(resp) -> None:
     """503 database_unavailable in the one error shape, with a usable Retry-After."""
     await assert_error(resp, 503, "database_unavailable")
@@ -100,27 +85,20 @@ async def nickname(client, account: dict[str, Any]) -> str:
     return (await resp.json())["nickname"]
 
 
-async def open_ws(client, account: dict[str, Any]):
-    ws = await client.ws_connect("/ws", headers=bearer(account))
-    msg = await ws.receive(timeout=WAIT)
-    assert msg.type == WSMsgType.TEXT and json.loads(msg.data)["type"] == "auth_ok", msg
-    return ws
+def cards_at_the_writer(client, monkeypatch, cards: int) -> asyncio.Event:
+    """An event set once `cards` cards have entered the mailbox: each then runs straight to the writer's
+    queue, where it waits (under another's write lock) until the writer can commit it."""
+    mailbox = client.server.app[keys.mailbox]
+    send, entered, all_in = mailbox.send, [], asyncio.Event()
 
+    async def send_and_count(*args: Any, **kwargs: Any) -> Any:
+        entered.append(args)
+        if len(entered) == cards:
+            all_in.set()  # seen by the test only once this card is queued: nothing awaits before the write
+        return await send(*args, **kwargs)
 
-async def receive_card(ws) -> dict[str, Any]:
-    msg = await ws.receive(timeout=WAIT)
-    assert msg.type == WSMsgType.TEXT, (msg.type, msg.data)
-    data = json.loads(msg.data)
-    assert data["type"] == "new_message", data
-    return data["payload"]
-
-
-async def assert_quiet(ws) -> None:
-    try:
-        msg = await ws.receive(timeout=QUIET)
-    except asyncio.TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {msg}")
+    monkeypatch.setattr(mailbox, "send", send_and_count)
+    return all_in
 
 
 class WriteLock:
@@ -235,15 +213,17 @@ def immutable() -> Iterator[Immutable]:
 
 # A write lock held past the busy timeout ------------------------------------------------------
 
-async def test_a_write_lock_held_past_the_busy_timeout_gives_503_then_the_same_writes_succeed(client, alice, bob):
-    bobs_socket = await open_ws(client, bob)
+async def test_a_write_lock_held_past_the_busy_timeout_gives_503_then_the_same_writes_succeed(client, alice, bob,
+                                                                                              open_ws, monkeypatch):
+    bobs_socket = await open_ws(bob)
     async with WriteLock(db_path(client)):
         resp = await asyncio.wait_for(client.get("/me", headers=bearer(alice)), WAIT)
         assert resp.status == 200, await resp.text()  # WAL: reads go on under a write lock
 
+        queued = cards_at_the_writer(client, monkeypatch, 1)
         started = time.monotonic()
         sending = asyncio.create_task(post_card(client, alice, BOB, "sent while locked", client_msg_id="locked-1"))
-        await asyncio.sleep(0.2)  # the card now waits on the lock: reads still answer at once
+        await asyncio.wait_for(queued.wait(), WAIT)  # the card now waits on the lock: reads still answer at once
         resp = await asyncio.wait_for(client.get("/messages", headers=bearer(bob)), WAIT)
         assert resp.status == 200, await resp.text()
         await assert_unavailable(await asyncio.wait_for(sending, LOCKED_ANSWER_WITHIN_S))
@@ -259,8 +239,9 @@ async def test_a_write_lock_held_past_the_busy_timeout_gives_503_then_the_same_w
         assert await rows(client, "SELECT count(*) FROM messages") == [(0,)]
         assert await nickname(client, alice) == "alice"
 
-    # Released: nothing half-written or retried behind the client's back shows up...
-    await asyncio.sleep(QUIET)
+    # Released: nothing half-written or retried behind the client's back shows up (the writer takes jobs in
+    # order, so a no-op write returns only after any retry queued before it)...
+    await client.server.app[keys.db].write(lambda tx: None)
     assert await rows(client, "SELECT count(*) FROM messages") == [(0,)]
     assert await rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [("alice",)]
     await assert_quiet(bobs_socket)
@@ -445,7 +426,7 @@ def test_start_up_with_a_read_only_database_file_exits_with_one_line(tmp_path, i
             with suppress(urllib.error.URLError, ConnectionError, TimeoutError, HTTPException, ValueError):
                 if call(server.url, "GET", "/health")[0] == 200:
                     pytest.fail("the server started serving a database it cannot write: every write would be a 503")
-            time.sleep(0.05)
+            time.sleep(0.05)  # a real process, polled on the real clock: no event of ours says it has started
     finally:
         server.kill()
     result = subprocess.CompletedProcess(server.proc.args, server.proc.returncode, server.stdout, server.stderr)
@@ -480,18 +461,27 @@ async def test_the_writer_outlives_failed_batches_without_a_restart(small_disk, 
     assert await stored_ids(client) == {card["id"] for card in cards}
     carol = await register(client, "carol")
     assert carol["bipupu_id"] == "00000004"  # the refused registration used up no bipupu_id
-    resp = await client.post("/auth/login", json={"username": "bob", "password": PASSWORD})
-    assert resp.status == 200, await resp.text()
+    await login(client, "bob")
     assert await rows(client, "SELECT count(*) FROM messages WHERE content LIKE 'doomed %'") == [(0,)]
 
 
 # Shutting down with work in flight -----------------------------------------------------------
 
-async def test_closing_the_app_with_cards_in_flight_finishes_them_and_keeps_every_one(make_client, caplog):
+async def test_closing_the_app_with_cards_in_flight_finishes_them_and_keeps_every_one(make_client, caplog,
+                                                                                        monkeypatch):
     caplog.set_level(logging.WARNING)
     client = await make_client(rate_limit=False)
     alice, bob = await register(client, "alice"), await register(client, "bob")
     db = db_path(client)
+    all_in = cards_at_the_writer(client, monkeypatch, 40)
+    hub = client.server.app[keys.hub]
+    close_all, sockets_closed = hub.close_all, asyncio.Event()
+
+    async def close_all_and_tell(*args: Any, **kwargs: Any) -> None:
+        await close_all(*args, **kwargs)
+        sockets_closed.set()  # the app's on_shutdown is done: next it waits for the requests being handled
+
+    monkeypatch.setattr(hub, "close_all", close_all_and_tell)
 
     async def send(n: int) -> tuple[int | None, Any]:
         try:
@@ -504,10 +494,10 @@ async def test_closing_the_app_with_cards_in_flight_finishes_them_and_keeps_ever
     # Another connection's write lock keeps the cards in flight (waiting on the writer) for as long as we like.
     async with WriteLock(db):
         sending = [asyncio.create_task(send(n)) for n in range(40)]
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(all_in.wait(), WAIT)
         assert not any(task.done() for task in sending), "cards were answered although no write could commit"
         closing_app = asyncio.create_task(client.server.close())
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(sockets_closed.wait(), WAIT)
         assert not closing_app.done(), "the app closed with cards still waiting to be written"
     started = time.monotonic()
     await asyncio.wait_for(closing_app, 10)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 import bipupu_server
 from bipupu_server import keys
-from tests.conftest import PASSWORD, assert_error, bearer
+from tests.conftest import PASSWORD, assert_error, bearer, until
 
 HEALTH_KEYS = {"status", "db", "version", "uptime_s"}
 
@@ -97,14 +94,15 @@ async def test_bad_input_is_still_refused_as_such_when_the_database_is_closed(cl
 async def test_health_recovers_from_an_old_write_failure_by_probing(client):
     """A failed write marks the database unavailable; once the failure is old, a probe write may clear it."""
     db = client.server.app[keys.db]
-    for _ in range(300):  # the scheduler's start-up tick writes once; a success would clear the failure
-        if await db.fetchone("SELECT 1 AS done FROM broadcast_runs") is not None:
-            break
-        await asyncio.sleep(0.01)
-    db.write_error, db.write_error_at = "database or disk is full", time.monotonic()
+    # The scheduler's start-up tick writes once; a success would clear the failure.
+    await until(lambda: db.fetchone("SELECT 1 AS done FROM broadcast_runs"), "the scheduler's start-up tick", 3)
+    clock = client.server.app[keys.clock]
+    db.write_error, db.write_error_at = "database or disk is full", clock.monotonic()
     recent = await client.get("/health")
     assert recent.status == 503 and (await recent.json())["db"] == "unavailable"
-    db.write_error_at = time.monotonic() - 31  # the failure is old now, and writes do work
+    clock.advance(29)
+    assert (await client.get("/health")).status == 503  # not yet: the failure is recent
+    clock.advance(2)  # the failure is old now, and writes do work
     old = await client.get("/health")
     assert old.status == 200 and (await old.json())["db"] == "ok"
     assert db.write_error is None

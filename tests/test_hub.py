@@ -10,8 +10,9 @@ import asyncio
 import json
 import time
 
-from bipupu_server.hub import (GOING_AWAY, REPLACED, SIGNED_OUT, TOO_SLOW, Hub, Socket, frame,
-                               message_frame)
+from bipupu_server.hub import Hub, Socket
+from bipupu_server.protocol import GOING_AWAY, REPLACED, SIGNED_OUT, TOO_SLOW, frame, message_frame
+from tests.conftest import until
 
 ALICE, BOB = "00000002", "00000003"
 
@@ -63,10 +64,14 @@ def live_socket(hub: Hub, bipupu_id: str, session_id: str = "s1", channel: Chann
 
 async def settle(*channels: Channel, count: int) -> None:
     """Let writer tasks run until every channel holds `count` frames (bounded)."""
-    deadline = time.monotonic() + 2
-    while any(len(c.frames) < count for c in channels):
-        assert time.monotonic() < deadline, [len(c.frames) for c in channels]
-        await asyncio.sleep(0.001)
+    await until(lambda: all(len(c.frames) >= count for c in channels),
+                lambda: f"{count} frames on each channel, not {[len(c.frames) for c in channels]}")
+
+
+async def let_writers_run() -> None:
+    """Give every writer task its turns: a Channel never suspends, so one turn sends all that was queued."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def finished(*socks: Socket) -> None:
@@ -87,7 +92,7 @@ async def test_publish_reaches_every_socket_of_the_user_only():
     other, other_ch = live_socket(hub, ALICE, "s3")
     assert hub.publish(BOB, card(1)) == 2
     await settle(phone_ch, tablet_ch, count=1)
-    await asyncio.sleep(0.01)
+    await let_writers_run()
     assert phone_ch.messages() == [{"type": "new_message", "payload": card(1)}]
     assert tablet_ch.frames == phone_ch.frames
     assert other_ch.frames == []
@@ -110,7 +115,7 @@ async def test_publish_to_a_user_without_sockets_takes_nothing():
     hub = Hub()
     sock, channel = live_socket(hub, ALICE)
     assert hub.publish(BOB, card(1)) == 0
-    await asyncio.sleep(0.01)
+    await let_writers_run()
     assert channel.frames == []
     await sock.stop()
 
@@ -176,7 +181,7 @@ async def test_attach_beyond_max_per_user_closes_the_oldest_with_4008():
     assert len(hub) == 4
     assert hub.publish(BOB, card(1)) == 3
     await settle(socks[1][1], socks[2][1], newest_ch, count=1)
-    await asyncio.sleep(0.01)
+    await let_writers_run()
     assert oldest_ch.frames == []
     await stop_all(*(s for s, _ in socks), alice_sock, newest)
 
@@ -190,7 +195,7 @@ async def test_frames_held_before_start_follow_the_first_frames_without_replayed
     hub.attach(sock)
     for n in (1, 2, 3, 4):  # published while the replay was being read from the database
         assert hub.publish(BOB, card(n)) == 1
-    await asyncio.sleep(0.01)
+    await let_writers_run()
     assert channel.frames == []  # nothing goes out before auth_ok
     auth_ok = frame("auth_ok", bipupu_id=BOB, server_time="2026-09-21T00:00:00Z")
     replay = [message_frame(card(n)) for n in (1, 2)]  # the replay already covers 1 and 2
@@ -198,7 +203,7 @@ async def test_frames_held_before_start_follow_the_first_frames_without_replayed
     assert sock.start([auth_ok, *replay, done], replayed_up_to=card(2)["id"])
     hub.publish(BOB, card(5))
     await settle(channel, count=7)
-    await asyncio.sleep(0.01)
+    await let_writers_run()
     kinds = [m["type"] for m in channel.messages()]
     assert kinds == ["auth_ok", "new_message", "new_message", "replay_done", "new_message", "new_message",
                      "new_message"]
@@ -218,7 +223,7 @@ async def test_a_replayed_card_published_after_start_is_not_sent_again():
     assert hub.publish(BOB, card(3)) == 1
     assert hub.publish(BOB, card(3)) == 1  # published twice: still sent once
     await settle(channel, count=3)
-    await asyncio.sleep(0.01)
+    await let_writers_run()
     assert channel.ids() == [card(n)["id"] for n in (1, 2, 3)]
     await sock.stop()
 

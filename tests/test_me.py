@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from contextlib import closing
 from typing import Any
 
 import pytest
 
-from bipupu_server import keys
-from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, register, rfc3339
+from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, db_rows, db_write, login, register, rfc3339
 
 ME_KEYS = {"bipupu_id", "username", "nickname", "avatar_url", "cosmic_profile", "privacy", "is_admin", "created_at"}
 CARD_KEYS = {"bipupu_id", "nickname", "avatar_url"}
@@ -19,22 +16,11 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 PROFILE = {"birthday": "1995-08-17", "mbti": "INFP", "zodiac": "狮子座"}
 
 
-def db_rows(client, sql: str, params: tuple = ()) -> list[tuple]:
-    """Read straight from the server's SQLite file, bypassing the API."""
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def db_write(client, sql: str, params: tuple = ()) -> None:
-    """Change the server's SQLite file behind its back (states the API cannot produce yet)."""
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
-        conn.execute(sql, params)
-
-
-def user_row(client, bipupu_id: str) -> tuple:
-    rows = db_rows(client, "SELECT id, bipupu_id, username, username_key, password_hash, nickname, avatar_url,"
-                           " cosmic_profile, privacy, is_active, is_admin, created_at FROM users WHERE bipupu_id = ?",
-                   (bipupu_id,))
+async def user_row(client, bipupu_id: str) -> tuple:
+    """The user's row as stored, read straight from the server's SQLite file."""
+    rows = await db_rows(client, "SELECT id, bipupu_id, username, username_key, password_hash, nickname, avatar_url,"
+                                 " cosmic_profile, privacy, is_active, is_admin, created_at FROM users"
+                                 " WHERE bipupu_id = ?", (bipupu_id,))
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -47,12 +33,6 @@ async def get_me(client, account: dict[str, Any]) -> dict[str, Any]:
 
 async def put_me(client, account: dict[str, Any], body: Any):
     return await client.put("/me", json=body, headers=bearer(account))
-
-
-async def login(client, username: str, password: str = PASSWORD) -> dict[str, Any]:
-    resp = await client.post("/auth/login", json={"username": username, "password": password})
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 # GET /me ----------------------------------------------------------------------------------------
@@ -111,8 +91,8 @@ async def test_internal_id_and_password_hash_never_leave_the_server(client, alic
     await keep(await client.get("/users/00000001", headers=bearer(alice)), 200)
     await keep(await client.post("/auth/login", json={"username": "alice", "password": "wrong password"}), 401)
 
-    secrets = [row[0] for row in db_rows(client, "SELECT id FROM users")]
-    hashes = [row[0] for row in db_rows(client, "SELECT password_hash FROM users")]
+    secrets = [row[0] for row in await db_rows(client, "SELECT id FROM users")]
+    hashes = [row[0] for row in await db_rows(client, "SELECT password_hash FROM users")]
     assert len(secrets) == 4 and all(hashes)
     for body in bodies:
         for secret in secrets + hashes + ["password_hash", "$2b$"]:
@@ -150,7 +130,7 @@ async def test_put_me_avatar_null_clears_it(client, alice):
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["avatar_url"] is None
     assert (await get_me(client, alice))["avatar_url"] is None
-    assert user_row(client, "00000002")[6] is None
+    assert (await user_row(client, "00000002"))[6] is None
 
 
 async def test_put_me_privacy_goes_back_to_everyone(client, alice):
@@ -270,10 +250,10 @@ def nested(levels: int) -> dict:
 ])
 async def test_put_me_refuses_a_bad_value_and_changes_nothing(client, alice, field, value):
     before = await get_me(client, alice)
-    row = user_row(client, "00000002")
+    row = await user_row(client, "00000002")
     await assert_error(await put_me(client, alice, {field: value}), 422, "invalid_field", field)
     assert await get_me(client, alice) == before
-    assert user_row(client, "00000002") == row
+    assert await user_row(client, "00000002") == row
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -286,12 +266,12 @@ async def test_put_me_refuses_a_bad_value_and_changes_nothing(client, alice, fie
 @pytest.mark.parametrize("with_nickname", [False, True], ids=["alone", "with_valid_nickname"])
 async def test_put_me_refuses_immutable_fields_and_changes_nothing(client, alice, field, value, with_nickname):
     before = await get_me(client, alice)
-    row = user_row(client, "00000002")
+    row = await user_row(client, "00000002")
     body = {"nickname": "Changed", field: value} if with_nickname else {field: value}
     await assert_error(await put_me(client, alice, body), 422, "immutable_field", field)
     assert await get_me(client, alice) == before
-    assert user_row(client, "00000002") == row
-    assert db_rows(client, "SELECT count(*) FROM users WHERE is_admin = 1") == [(1,)]
+    assert await user_row(client, "00000002") == row
+    assert await db_rows(client, "SELECT count(*) FROM users WHERE is_admin = 1") == [(1,)]
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -303,10 +283,10 @@ async def test_put_me_refuses_immutable_fields_and_changes_nothing(client, alice
 ])
 async def test_put_me_refuses_unknown_fields_and_changes_nothing(client, alice, body, field):
     before = await get_me(client, alice)
-    row = user_row(client, "00000002")
+    row = await user_row(client, "00000002")
     await assert_error(await put_me(client, alice, body), 422, "unknown_field", field)
     assert await get_me(client, alice) == before
-    assert user_row(client, "00000002") == row
+    assert await user_row(client, "00000002") == row
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -319,16 +299,16 @@ async def test_put_me_refuses_unknown_fields_and_changes_nothing(client, alice, 
 ])
 async def test_put_me_with_one_bad_field_applies_none(client, alice, body, field):
     before = await get_me(client, alice)
-    row = user_row(client, "00000002")
+    row = await user_row(client, "00000002")
     await assert_error(await put_me(client, alice, body), 422, "invalid_field", field)
     assert await get_me(client, alice) == before
-    assert user_row(client, "00000002") == row
+    assert await user_row(client, "00000002") == row
 
 
 async def test_put_me_without_a_token_is_401_and_changes_nothing(client, alice):
-    row = user_row(client, "00000002")
+    row = await user_row(client, "00000002")
     await assert_error(await client.put("/me", json={"nickname": "Changed"}), 401, "missing_token")
-    assert user_row(client, "00000002") == row
+    assert await user_row(client, "00000002") == row
 
 
 # GET /users/{bipupu_id} -------------------------------------------------------------------------
@@ -373,7 +353,7 @@ async def test_user_card_of_a_malformed_id_is_404(client, alice, bipupu_id):
 async def test_user_card_of_a_deactivated_user_is_404(client, alice, bob):
     resp = await client.get("/users/00000002", headers=bearer(bob))
     assert resp.status == 200
-    db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", ("00000002",))
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", ("00000002",))
     await assert_error(await client.get("/users/00000002", headers=bearer(bob)), 404, "user_not_found")
 
 

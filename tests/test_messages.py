@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import uuid
-from contextlib import closing
 from datetime import timezone
 from typing import Any
 
 import pytest
 
 from bipupu_server import keys
-from tests.conftest import PASSWORD, assert_error, bearer, register, rfc3339
+from tests.conftest import (BOB, assert_error, bearer, db_rows, db_write, login, post_card, register, rfc3339,
+                            send_card)
 
-ALICE, BOB, CAROL = "00000002", "00000003", "00000004"
+ALICE, CAROL = "00000002", "00000004"
 MESSAGE_KEYS = {"id", "sender_id", "receiver_id", "content", "msg_type", "pattern", "created_at"}
 PAGE_KEYS = {"messages", "has_more"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -25,33 +24,8 @@ MISSING = object()
 
 # Helpers ----------------------------------------------------------------------------------------
 
-def db_rows(client, sql: str, params: tuple = ()) -> list[tuple]:
-    """Read straight from the server's SQLite file through a connection of our own."""
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def db_write(client, sql: str, params: tuple = ()) -> None:
-    """Change the server's SQLite file behind its back (states the API cannot produce)."""
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
-        conn.execute(sql, params)
-
-
-def stored_count(client) -> int:
-    return db_rows(client, "SELECT count(*) FROM messages")[0][0]
-
-
-async def post_card(client, sender: dict[str, Any], receiver_id: Any = BOB, content: Any = "hello", **fields: Any):
-    return await client.post("/messages", json={"receiver_id": receiver_id, "content": content, **fields},
-                             headers=bearer(sender))
-
-
-async def send_card(client, sender: dict[str, Any], receiver_id: Any = BOB, content: Any = "hello",
-                    **fields: Any) -> dict[str, Any]:
-    """Send a card that must be accepted (201) and return the message object."""
-    resp = await post_card(client, sender, receiver_id, content, **fields)
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
+async def stored_count(client) -> int:
+    return (await db_rows(client, "SELECT count(*) FROM messages"))[0][0]
 
 
 async def mailbox(client, account: dict[str, Any], **query: Any) -> dict[str, Any]:
@@ -88,12 +62,6 @@ async def set_privacy(client, account: dict[str, Any], privacy: str) -> None:
     resp = await client.put("/me", json={"privacy": privacy}, headers=bearer(account))
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["privacy"] == privacy
-
-
-async def login(client, username: str) -> dict[str, Any]:
-    resp = await client.post("/auth/login", json={"username": username, "password": PASSWORD})
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 def seconds_to_utc_midnight(wall: float) -> float:
@@ -265,7 +233,7 @@ async def test_bad_card_is_refused_with_422_naming_the_field_and_nothing_is_stor
     await assert_error(resp, 422, code, field)
     assert (await mailbox(client, bob)) == {"messages": [], "has_more": False}
     assert (await mailbox(client, alice, direction="sent")) == {"messages": [], "has_more": False}
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 async def test_users_may_not_send_cosmic_broadcast(client, alice, bob):
@@ -273,7 +241,7 @@ async def test_users_may_not_send_cosmic_broadcast(client, alice, bob):
     await assert_error(resp, 403, "msg_type_not_allowed", "msg_type")
     assert (await mailbox(client, bob))["messages"] == []
     assert (await mailbox(client, alice, direction="sent"))["messages"] == []
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 @pytest.mark.parametrize("pattern", [
@@ -285,7 +253,7 @@ async def test_a_pattern_over_512_bytes_is_refused_naming_the_pattern(client, al
     error = await assert_error(resp, 422, "unknown_field" if "k000" in pattern else "invalid_field")
     # Only unknown keys or bad values can make a pattern that large; either names the pattern.
     assert error["field"] == "pattern" or error["field"].startswith("pattern."), error
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 @pytest.mark.parametrize("raw", [
@@ -296,13 +264,13 @@ async def test_a_body_that_is_not_a_json_object_is_400(client, alice, bob, raw):
     resp = await client.post("/messages", data=raw,
                              headers={**bearer(alice), "Content-Type": "application/json"})
     await assert_error(resp, 400, "malformed_json")
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 async def test_a_body_over_64_kib_is_413_and_nothing_is_stored(client, alice, bob):
     resp = await post_card(client, alice, BOB, "x" * (65 * 1024))
     await assert_error(resp, 413, "payload_too_large")
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 @pytest.mark.parametrize("method, path", [
@@ -328,7 +296,7 @@ async def test_unknown_receiver_is_404_receiver_not_found(client, alice, bob, re
     resp = await post_card(client, alice, receiver_id)
     await assert_error(resp, 404, "receiver_not_found")
     assert (await mailbox(client, alice, direction="sent"))["messages"] == []
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 @pytest.mark.parametrize("receiver_id", [
@@ -345,19 +313,19 @@ async def test_a_receiver_that_is_no_address_is_422_as_the_document_says(client,
     """Neither a bipupu_id nor a service id: the document's pattern refuses it, and so does the server."""
     resp = await post_card(client, alice, receiver_id)
     await assert_error(resp, 422, "invalid_field", "receiver_id")
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 async def test_deactivated_receiver_is_404_receiver_not_found(client, alice, bob):
-    db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (BOB,))
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (BOB,))
     resp = await post_card(client, alice, BOB)
     await assert_error(resp, 404, "receiver_not_found")
     assert (await mailbox(client, alice, direction="all"))["messages"] == []
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 async def test_deactivated_and_unknown_receivers_get_the_same_answer(client, alice, bob):
-    db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (BOB,))
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (BOB,))
     deactivated = await (await post_card(client, alice, BOB)).json()
     unknown = await (await post_card(client, alice, "99999999")).json()
     assert deactivated == unknown
@@ -367,7 +335,7 @@ async def test_sending_to_yourself_is_422_self_message(client, alice, bob):
     resp = await post_card(client, alice, ALICE)
     await assert_error(resp, 422, "self_message", "receiver_id")
     assert (await mailbox(client, alice, direction="all"))["messages"] == []
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0
 
 
 async def test_the_admin_account_is_an_ordinary_receiver(client, alice):
@@ -386,7 +354,7 @@ async def test_resending_a_client_msg_id_returns_the_original_message_with_200(c
                            pattern={"led_color": "#FF0000", "effect": "blink"})
     assert resp.status == 200, await resp.text()
     assert await resp.json() == first
-    assert db_rows(client, "SELECT count(*) FROM messages WHERE sender_id = ?", (ALICE,)) == [(1,)]
+    assert await db_rows(client, "SELECT count(*) FROM messages WHERE sender_id = ?", (ALICE,)) == [(1,)]
     inbox = await mailbox(client, bob)
     assert inbox == {"messages": [first], "has_more": False}
     assert await ids_in(client, alice, direction="sent") == [first["id"]]
@@ -407,7 +375,7 @@ async def test_a_client_msg_id_reused_for_another_card_is_422_and_stores_nothing
     await assert_error(resp, 422, "idempotency_key_reused", field="client_msg_id")
     assert (await mailbox(client, carol))["messages"] == []
     assert (await mailbox(client, bob))["messages"] == [first]
-    assert stored_count(client) == 1
+    assert await stored_count(client) == 1
 
 
 async def test_a_retry_of_a_card_the_sender_deleted_still_answers_the_original(client, alice, bob):
@@ -417,7 +385,7 @@ async def test_a_retry_of_a_card_the_sender_deleted_still_answers_the_original(c
     assert resp.status == 200, await resp.text()
     assert await resp.json() == first
     assert await ids_in(client, alice, direction="sent") == []  # and it does not come back to the outbox
-    assert stored_count(client) == 1
+    assert await stored_count(client) == 1
 
 
 async def test_different_senders_use_the_same_client_msg_id_independently(client, alice, bob, carol):
@@ -443,16 +411,16 @@ async def test_a_resend_returns_the_original_even_once_the_stranger_quota_is_spe
     resp = await post_card(client, alice, BOB, "card 2", client_msg_id="k2")  # a retry, not a new card
     assert resp.status == 200, await resp.text()
     assert await resp.json() == sent[2]
-    assert stored_count(client) == 5
+    assert await stored_count(client) == 5
 
 
 async def test_a_resend_returns_the_original_even_after_the_receiver_was_deactivated(client, alice, bob):
     first = await send_card(client, alice, BOB, "hello", client_msg_id="k")
-    db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (BOB,))
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (BOB,))
     resp = await post_card(client, alice, BOB, "hello", client_msg_id="k")
     assert resp.status == 200, await resp.text()
     assert await resp.json() == first
-    assert stored_count(client) == 1
+    assert await stored_count(client) == 1
 
 
 async def test_concurrent_resends_of_one_client_msg_id_store_a_single_card(client, alice, bob):
@@ -463,7 +431,7 @@ async def test_concurrent_resends_of_one_client_msg_id_store_a_single_card(clien
     assert statuses == [200, 200, 200, 200, 201]
     assert len({b["id"] for b in bodies}) == 1
     assert all(b == bodies[0] for b in bodies)
-    assert stored_count(client) == 1
+    assert await stored_count(client) == 1
     assert await ids_in(client, bob) == [bodies[0]["id"]]
 
 
@@ -569,12 +537,12 @@ async def test_a_sender_may_send_a_burst_of_30_then_gets_429_rate_limited(make_c
     await assert_error(resp, 429, "rate_limited")
     assert resp.headers["Retry-After"] == "2"
     assert len(await ids_in(client, bob, limit=200)) == 30
-    assert stored_count(client) == 30
+    assert await stored_count(client) == 30
     clock.advance(2)
     after = await send_card(client, alice, BOB, "after two seconds")
     await assert_error(await post_card(client, alice, BOB), 429, "rate_limited")
     assert (await ids_in(client, bob, limit=200))[0] == after["id"]
-    assert stored_count(client) == 31
+    assert await stored_count(client) == 31
 
 
 async def test_the_send_bucket_refills_one_card_every_two_seconds(make_client, clock):
@@ -591,7 +559,7 @@ async def test_the_send_bucket_refills_one_card_every_two_seconds(make_client, c
     clock.advance(1)
     await send_card(client, alice, BOB, "after the refill")
     await assert_error(await post_card(client, alice, BOB), 429, "rate_limited")
-    assert stored_count(client) == 31
+    assert await stored_count(client) == 31
 
 
 async def test_the_send_rate_limit_is_per_sender(make_client, clock):
@@ -624,7 +592,7 @@ async def test_a_stranger_may_send_the_same_receiver_five_cards_a_day(make_clien
     await assert_error(resp, 429, "stranger_quota_exceeded")
     assert resp.headers["Retry-After"] == str(int(seconds_to_utc_midnight(clock.time())))
     assert await ids_in(client, bob) == [c["id"] for c in reversed(sent)]
-    assert stored_count(client) == 5
+    assert await stored_count(client) == 5
 
 
 async def test_the_stranger_quota_is_per_receiver(make_client, clock):
@@ -997,7 +965,7 @@ async def test_a_third_user_cannot_delete_a_card_and_nothing_changes(client, ali
     await assert_error(await delete_card(client, carol, card["id"]), 404, "message_not_found")
     assert (await mailbox(client, bob))["messages"] == [card]
     assert (await mailbox(client, alice, direction="sent"))["messages"] == [card]
-    assert db_rows(client, "SELECT in_inbox, in_outbox FROM messages WHERE id = ?", (card["id"],)) == [(1, 1)]
+    assert await db_rows(client, "SELECT in_inbox, in_outbox FROM messages WHERE id = ?", (card["id"],)) == [(1, 1)]
 
 
 # Ordering and ids -------------------------------------------------------------------------------
@@ -1055,7 +1023,7 @@ async def test_fifty_concurrent_sends_are_stored_once_each_in_id_order_with_grou
     assert database.commits - commits_before < 50
     assert [c["content"] for c in cards] == [f"card {n}" for n in range(50)]
     assert len({c["id"] for c in cards}) == 50
-    rows = db_rows(client, "SELECT id, content FROM messages")
+    rows = await db_rows(client, "SELECT id, content FROM messages")
     assert sorted(rows) == sorted((c["id"], c["content"]) for c in cards)
     for receiver, receiver_id in zip(receivers, receiver_ids):
         expected = sorted((c["id"] for c in cards if c["receiver_id"] == receiver_id), reverse=True)
@@ -1070,7 +1038,7 @@ async def test_fifty_concurrent_sends_are_stored_once_each_in_id_order_with_grou
 async def test_a_201_card_is_already_committed_to_the_database_file(client, clock, alice, bob):
     card = await send_card(client, alice, BOB, "on disk", msg_type="VOICE_TRANSCRIPT",
                            pattern={"led_color": "#abcdef", "vibrate": True})
-    rows = db_rows(client, "SELECT id, sender_id, receiver_id, content, msg_type, pattern, created_at"
+    rows = await db_rows(client, "SELECT id, sender_id, receiver_id, content, msg_type, pattern, created_at"
                            " FROM messages WHERE id = ?", (card["id"],))
     assert len(rows) == 1
     row = rows[0]
@@ -1101,8 +1069,8 @@ async def test_content_is_stored_and_returned_verbatim_after_trimming(client, al
     assert card["content"] == stored
     assert (await mailbox(client, bob))["messages"] == [card]
     assert await (await get_card(client, bob, card["id"])).json() == card
-    assert db_rows(client, "SELECT content FROM messages WHERE id = ?", (card["id"],)) == [(stored,)]
-    assert db_rows(client, "SELECT count(*) FROM users") == [(3,)]
+    assert await db_rows(client, "SELECT content FROM messages WHERE id = ?", (card["id"],)) == [(stored,)]
+    assert await db_rows(client, "SELECT count(*) FROM users") == [(3,)]
 
 
 @pytest.mark.parametrize("duration", [1.0, 60.0, 30])
@@ -1118,4 +1086,4 @@ async def test_a_duration_that_is_no_whole_number_of_1_to_60_is_refused(client, 
     raw = json.dumps(body, allow_nan=True)
     resp = await client.post("/messages", data=raw, headers={**bearer(alice), "Content-Type": "application/json"})
     assert resp.status in (400, 422), await resp.text()
-    assert stored_count(client) == 0
+    assert await stored_count(client) == 0

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from bipupu_server import keys
-from tests.conftest import bearer
+from tests.conftest import bearer, until
 
 
 async def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -63,19 +61,14 @@ async def test_http_responses_are_counted_by_status(client, alice):
     assert grew("200") >= 2  # /me and the first scrape itself
 
 
-async def test_live_sockets_follow_connections(client, alice, bob):
+async def test_live_sockets_follow_connections(client, alice, bob, open_ws):
     assert value(await scrape(client), "bipupu_live_sockets") == 0
-    first = await client.ws_connect("/ws", headers=bearer(alice))
-    second = await client.ws_connect("/ws", headers=bearer(bob))
-    assert (await first.receive_json(timeout=2))["type"] == "auth_ok"
-    assert (await second.receive_json(timeout=2))["type"] == "auth_ok"
+    first, second = await open_ws(alice), await open_ws(bob)
     assert value(await scrape(client), "bipupu_live_sockets") == 2
     await first.close()
     await second.close()
-    for _ in range(100):  # the server detaches in its handler's finally, just after the close handshake
-        if value(await scrape(client), "bipupu_live_sockets") == 0:
-            break
-        await asyncio.sleep(0.01)
+    hub = client.server.app[keys.hub]  # the server detaches in its handler's finally, just after the close handshake
+    await until(lambda: len(hub) == 0, "both sockets detached from the hub")
     assert value(await scrape(client), "bipupu_live_sockets") == 0
 
 

@@ -65,12 +65,12 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
     assert not Path(where).is_relative_to(REPO), where
 
 
-def test_the_wheel_carries_the_schema_templates_and_static_files(installed):
+def test_the_wheel_carries_the_schema_migrations_templates_and_static_files(installed):
     listing = run(installed["bin"] / "python", "-c", """if True:
         from importlib import resources
         root = resources.files("bipupu_server")
         print(root.joinpath("schema.sql").read_text(encoding="utf-8").count("CREATE TABLE"))
-        for directory in ("templates", "static"):
+        for directory in ("templates", "static", "migrations"):
             base = root / directory
             def walk(node, prefix=""):
                 for child in sorted(node.iterdir(), key=lambda c: c.name):
@@ -84,6 +84,8 @@ def test_the_wheel_carries_the_schema_templates_and_static_files(installed):
     assert int(listing[0]) == tables > 0
     assert listing[1].split() == ["templates", *shipped("templates")]
     assert listing[2].split() == ["static", *shipped("static")]
+    migrations = sorted(p.name for p in (REPO / "bipupu_server" / "migrations").glob("*.sql"))
+    assert listing[3].split() == ["migrations", *migrations] and len(migrations) >= 4
 
 
 def test_bipupu_server_serves_health_from_another_directory(installed, tmp_path):

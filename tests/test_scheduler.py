@@ -16,12 +16,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from aiohttp import WSMsgType
 
 from bipupu_server import keys
 from bipupu_server.ids import MessageIds
 from bipupu_server.services.fortune import COLOURS, daily_fortune
-from tests.conftest import bearer, register, rfc3339
+from tests.conftest import bearer, receive_json, register, rfc3339
 
 FORTUNE = "cosmic.fortune"
 NOTICE = "bipupu.notice"
@@ -192,20 +191,14 @@ def scheduler(client):
 
 # --- the WebSocket -------------------------------------------------------------------------------
 
-async def receive_json(ws, timeout: float = WAIT) -> dict[str, Any]:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
-    return json.loads(msg.data)
-
-
 async def open_socket(client, account: dict[str, Any], since: str | None = None) -> tuple[Any, list[dict]]:
     """An authenticated socket and, with `since`, the cards replayed on it."""
     ws = await client.ws_connect("/ws" + (f"?since={since}" if since else ""), headers=bearer(account))
-    hello = await receive_json(ws)
+    hello = await receive_json(ws, WAIT)
     assert hello["type"] == "auth_ok" and hello["bipupu_id"] == account["bipupu_id"], hello
     replayed = []
     if since is not None:
-        while (data := await receive_json(ws))["type"] == "new_message":
+        while (data := await receive_json(ws, WAIT))["type"] == "new_message":
             replayed.append(data["payload"])
         assert data == {"type": "replay_done", "count": len(replayed), "has_more": False}, data
     return ws, replayed
@@ -612,7 +605,7 @@ async def test_fan_out_to_20000_in_batches_keeps_pings_answered(make_client, clo
     async def ping() -> None:
         left = time.perf_counter()
         await bob_ws.send_str('{"type": "ping"}')
-        assert await receive_json(bob_ws) == {"type": "pong"}
+        assert await receive_json(bob_ws, WAIT) == {"type": "pong"}
         pongs.append((left, time.perf_counter() - left))
 
     async def keep_pinging() -> None:

@@ -21,7 +21,8 @@ from itsdangerous import URLSafeSerializer
 from bipupu_server import keys
 from bipupu_server.app import init_app
 from bipupu_server.web.accesslog import RedactingAccessLogger, RedactingFormatter
-from tests.conftest import ADMIN_PASSWORD, PASSWORD, assert_error, bearer, register
+from tests.conftest import (ADMIN_PASSWORD, PASSWORD, assert_error, bearer, connect_with, db_rows, db_write, register,
+                            send_card, until)
 
 ALICE, BOB, CAROL = "00000002", "00000003", "00000004"
 SALT = "bipupu.token.v1"
@@ -48,33 +49,13 @@ def read_file(db_path, sql: str, params: tuple = ()) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
-def read_db(client, sql: str, params: tuple = ()) -> list[tuple]:
-    return read_file(client.server.app[keys.config].db_path, sql, params)
-
-
-async def rows(client, sql: str, params: tuple = ()) -> list[tuple]:
-    return await asyncio.to_thread(read_db, client, sql, params)
-
-
-def write_db(client, sql: str, params: tuple = ()) -> None:
-    """Change the server's file behind its back (an operator's deactivation: no API does it yet)."""
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
-        conn.execute(sql, params)
-
-
 async def schema_and_counts(client) -> dict[str, Any]:
     """The tables and how many rows each holds: what an injection would disturb."""
-    tables = [name for (name,) in await rows(client, "SELECT name FROM sqlite_master WHERE type = 'table'")]
-    counts = {name: (await rows(client, f'SELECT count(*) FROM "{name}"'))[0][0] for name in tables
+    tables = [name for (name,) in await db_rows(client, "SELECT name FROM sqlite_master WHERE type = 'table'")]
+    counts = {name: (await db_rows(client, f'SELECT count(*) FROM "{name}"'))[0][0] for name in tables
               if name not in SCHEDULER_TABLES}
-    return {"schema": await rows(client, "SELECT type, name, sql FROM sqlite_master ORDER BY name"), "counts": counts}
-
-
-async def send_card(client, sender: dict[str, Any], receiver_id: str, content: str, **fields: Any) -> dict[str, Any]:
-    resp = await client.post("/messages", json={"receiver_id": receiver_id, "content": content, **fields},
-                             headers=bearer(sender))
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
+    schema = await db_rows(client, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    return {"schema": schema, "counts": counts}
 
 
 async def befriend(client, owner: dict[str, Any], contact_id: str, alias: str | None = None) -> dict[str, Any]:
@@ -85,13 +66,7 @@ async def befriend(client, owner: dict[str, Any], contact_id: str, alias: str | 
 
 async def ws_refused_with(client, token: str, how: str) -> int | None:
     """Offer `token` to /ws one way; returns the close code the server answers with."""
-    if how == "header":
-        ws = await client.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
-    elif how == "query":
-        ws = await client.ws_connect("/ws", params={"token": token})
-    else:
-        ws = await client.ws_connect("/ws")
-        await ws.send_json({"type": "auth", "token": token})
+    ws = await connect_with(client, token, how)
     try:
         msg = await ws.receive(timeout=WAIT)
         assert msg.type == WSMsgType.CLOSE, (msg.type, msg.data)
@@ -241,22 +216,34 @@ def alice_tokens_offline(make_config, clock) -> tuple[str, str]:
     return signer.access("00000002", "5b0f7e2a-2f4c-4f5e-9d0e-6c1f1d2e3a4b"), signer.refresh("session")[0]
 
 
-async def test_a_client_hanging_up_mid_body_is_no_server_error(served_like_run_py, debug_logs):
+async def test_a_client_hanging_up_mid_body_is_no_server_error(served_like_run_py, debug_logs, monkeypatch):
     """A phone that loses signal while uploading a card: run.py's setting (no handler cancellation) makes the
     handler see the lost connection; that is the client's doing, not a 500 or an ERROR with a traceback."""
     app, http, (host, port) = served_like_run_py
     account = await (await http.post("/auth/register", json={"username": "alice", "password": PASSWORD})).json()
     await (await http.post("/auth/register", json={"username": "bob", "password": PASSWORD})).json()
+    signer = app[keys.accounts].signer
+    verify, reading = signer.verify, asyncio.Event()
+
+    def verify_then_tell(*args: Any, **kwargs: Any) -> Any:
+        claims = verify(*args, **kwargs)
+        reading.set()  # the handler's next step is reading the body
+        return claims
+
+    monkeypatch.setattr(signer, "verify", verify_then_tell)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), WAIT)
     writer.write((f"POST /messages HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                   f"Authorization: Bearer {account['access_token']}\r\nContent-Length: 200\r\n\r\n"
                   '{"receiver_id": "00000003", "con').encode())
     await writer.drain()
-    await asyncio.sleep(0.2)  # the handler is now reading the body
+    await asyncio.wait_for(reading.wait(), WAIT)
+    await asyncio.sleep(0)  # the handler is now reading the body
     writer.close()
     with suppress(ConnectionError):
         await writer.wait_closed()
-    await asyncio.sleep(0.3)  # time for the handler to notice, log and finish
+    # The handler has noticed, logged and finished once its request is in the access log.
+    await until(lambda: any(r.name == "aiohttp.access" and '"POST /messages"' in r.getMessage()
+                            for r in debug_logs.get_records("call")), "the hung-up request in the access log")
 
     errors = [r for r in debug_logs.get_records("call") if r.levelno >= logging.ERROR]
     assert not errors, "\n".join(logging.Formatter().format(r) for r in errors)
@@ -309,8 +296,8 @@ async def test_a_forged_token_is_401_on_rest_and_changes_nothing(client, alice, 
     await assert_error(resp, 401, "invalid_token")
     resp = await client.put("/me", json={"nickname": "Forged"}, headers=headers)
     await assert_error(resp, 401, "invalid_token")
-    assert await rows(client, "SELECT count(*) FROM messages") == [(0,)]
-    assert await rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [("alice",)]
+    assert await db_rows(client, "SELECT count(*) FROM messages") == [(0,)]
+    assert await db_rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [("alice",)]
 
 
 @pytest.mark.parametrize("how", ["header", "query", "frame"])
@@ -535,11 +522,11 @@ async def test_sql_metacharacters_in_stored_text_come_back_verbatim_and_the_tabl
     assert resp.status == 200 and (await resp.json())["id"] == card["id"]  # the key matched exactly itself
 
     assert (await schema_and_counts(client))["schema"] == schema
-    assert await rows(client, "SELECT count(*) FROM users") == [(3,)]
-    assert await rows(client, "SELECT content, client_msg_id FROM messages") == [(nasty, nasty)]
-    assert await rows(client, "SELECT alias FROM trusted_contacts") == [(nasty + "!",)]
-    assert await rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [(nasty,)]
-    assert await rows(client, "PRAGMA integrity_check") == [("ok",)]
+    assert await db_rows(client, "SELECT count(*) FROM users") == [(3,)]
+    assert await db_rows(client, "SELECT content, client_msg_id FROM messages") == [(nasty, nasty)]
+    assert await db_rows(client, "SELECT alias FROM trusted_contacts") == [(nasty + "!",)]
+    assert await db_rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [(nasty,)]
+    assert await db_rows(client, "PRAGMA integrity_check") == [("ok",)]
 
 
 @pytest.mark.parametrize("name", ["peer", "before", "since", "msg_type", "direction", "limit"])
@@ -596,15 +583,15 @@ async def test_another_users_card_cannot_be_read_or_deleted_and_looks_like_no_ca
     for owner in (alice, bob):
         resp = await client.get(f"/messages/{card['id']}", headers=bearer(owner))
         assert resp.status == 200 and await resp.json() == card
-    assert await rows(client, "SELECT in_inbox, in_outbox FROM messages WHERE id = ?", (card["id"],)) == [(1, 1)]
+    assert await db_rows(client, "SELECT in_inbox, in_outbox FROM messages WHERE id = ?", (card["id"],)) == [(1, 1)]
 
 
 async def test_another_users_contacts_and_blocks_cannot_be_renamed_or_removed(client, alice, bob, carol):
     await befriend(client, bob, CAROL, alias="Carol")
     resp = await client.post("/blocks", json={"blocked_id": ALICE}, headers=bearer(bob))
     assert resp.status == 201, await resp.text()
-    contacts_before = await rows(client, "SELECT * FROM trusted_contacts")
-    blocks_before = await rows(client, "SELECT * FROM user_blocks")
+    contacts_before = await db_rows(client, "SELECT * FROM trusted_contacts")
+    blocks_before = await db_rows(client, "SELECT * FROM user_blocks")
 
     # alice knows both ids, but only bob's lists hold them: she reaches her own (empty) lists only.
     await assert_error(await client.put(f"/contacts/{CAROL}", json={"alias": "pwned"}, headers=bearer(alice)),
@@ -615,19 +602,18 @@ async def test_another_users_contacts_and_blocks_cannot_be_renamed_or_removed(cl
     assert await (await client.get("/contacts", headers=bearer(alice))).json() == []
     assert await (await client.get("/blocks", headers=bearer(alice))).json() == []
 
-    assert await rows(client, "SELECT * FROM trusted_contacts") == contacts_before
-    assert await rows(client, "SELECT * FROM user_blocks") == blocks_before
+    assert await db_rows(client, "SELECT * FROM trusted_contacts") == contacts_before
+    assert await db_rows(client, "SELECT * FROM user_blocks") == blocks_before
     listed = await (await client.get("/contacts", headers=bearer(bob))).json()
     assert [(c["contact_id"], c["alias"]) for c in listed] == [(CAROL, "Carol")]
 
 
-async def test_a_deactivated_users_live_token_stops_working_at_once(client, alice, bob):
+async def test_a_deactivated_users_live_token_stops_working_at_once(client, alice, bob, open_ws):
     assert (await client.get("/me", headers=bearer(alice))).status == 200  # the token is warm, maybe cached
-    ws = await client.ws_connect("/ws", headers=bearer(alice))
-    assert json.loads((await ws.receive(timeout=WAIT)).data)["type"] == "auth_ok"
+    ws = await open_ws(alice)
     await ws.close()
 
-    await asyncio.to_thread(write_db, client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (ALICE,))
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (ALICE,))
 
     await assert_error(await client.get("/me", headers=bearer(alice)), 403, "account_deactivated")
     await assert_error(await client.get("/messages", headers=bearer(alice)), 403, "account_deactivated")
@@ -642,7 +628,7 @@ async def test_a_deactivated_users_live_token_stops_working_at_once(client, alic
     for how in ("header", "query", "frame"):
         assert await ws_refused_with(client, alice["access_token"], how) == 4003, how
 
-    assert await rows(client, "SELECT count(*) FROM messages") == [(0,)]
-    assert await rows(client, "SELECT count(*) FROM trusted_contacts") == [(0,)]
-    assert await rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [("alice",)]
+    assert await db_rows(client, "SELECT count(*) FROM messages") == [(0,)]
+    assert await db_rows(client, "SELECT count(*) FROM trusted_contacts") == [(0,)]
+    assert await db_rows(client, "SELECT nickname FROM users WHERE bipupu_id = ?", (ALICE,)) == [("alice",)]
     assert (await client.get("/me", headers=bearer(bob))).status == 200  # bob is untouched

@@ -25,7 +25,7 @@ from bipupu_server import keys
 from bipupu_server.app import init_app
 from bipupu_server.web import server
 from bipupu_server.web.accesslog import RedactingAccessLogger
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, until
 from tests.processes import call
 
 WAIT = 5.0  # bound on every wait for something that should happen
@@ -73,16 +73,6 @@ async def close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
-async def eventually(predicate, what: str) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.005)
-    try:
-        await asyncio.wait_for(poll(), WAIT)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"not within {WAIT} s: {what}") from None
-
-
 def assert_error_shape(status: int, headers: dict[str, str], body: bytes, expected: int, code: str) -> dict:
     assert status == expected, (status, body[:300])
     assert headers.get("content-type", "").startswith("application/json"), headers
@@ -122,19 +112,19 @@ async def register(served: Served, session: aiohttp.ClientSession, username: str
 async def test_connections_past_the_cap_are_refused_with_429_while_another_address_is_served(start):
     served = await start(connections_per_address=5)
     held = [await served.open() for _ in range(5)]  # silent: they have proven nothing
-    await eventually(lambda: served.unproven() == 5, "five connections counted")
+    await until(lambda: served.unproven() == 5, "five connections counted", WAIT)
     status, headers, body = await served.get("/health")
     assert_error_shape(status, headers, body, 429, "too_many_connections")
     assert headers["retry-after"] == "5" and headers["connection"] == "close"
     status, _, body = await served.get("/health", source=OTHER)  # someone else is not held up
     assert status == 200, body
     await close(held.pop()[1])  # a closed connection gives its place back
-    await eventually(lambda: served.unproven() == 4, "the closed connection uncounted")
+    await until(lambda: served.unproven() == 4, "the closed connection uncounted", WAIT)
     status, _, _ = await served.get("/health")
     assert status == 200
     for _, writer in held:
         await close(writer)
-    await eventually(lambda: served.unproven() == 0, "every connection uncounted")
+    await until(lambda: served.unproven() == 0, "every connection uncounted", WAIT)
 
 
 async def test_authenticated_sockets_do_not_count_so_many_phones_behind_one_address_work(start):
@@ -149,7 +139,7 @@ async def test_authenticated_sockets_do_not_count_so_many_phones_behind_one_addr
                 assert (await ws.receive_json(timeout=WAIT))["type"] == "auth_ok"
                 sockets.append(ws)
         await session.close()  # its idle keep-alive connections count too: give them back
-        await eventually(lambda: served.unproven() == 0, "authenticated sockets uncounted")
+        await until(lambda: served.unproven() == 0, "authenticated sockets uncounted", WAIT)
         held = [await served.open() for _ in range(2)]
         status, _, body = await served.get("/health")  # the third unproven connection
         assert status == 200, body
@@ -166,12 +156,12 @@ async def test_a_socket_counts_until_it_authenticates(start):
         account = await register(served, session, "alice")
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         waiting = [await session.ws_connect(f"{served.url}/ws") for _ in range(2)]  # no auth frame yet
-        await eventually(lambda: served.unproven() == 2, "the waiting sockets counted")
+        await until(lambda: served.unproven() == 2, "the waiting sockets counted", WAIT)
         status, headers, body = await served.get("/health")
         assert_error_shape(status, headers, body, 429, "too_many_connections")
         await waiting[0].send_json({"type": "auth", "token": account["access_token"]})
         assert (await waiting[0].receive_json(timeout=WAIT))["type"] == "auth_ok"
-        await eventually(lambda: served.unproven() == 1, "the authenticated socket uncounted")
+        await until(lambda: served.unproven() == 1, "the authenticated socket uncounted", WAIT)
         status, _, body = await served.get("/health")
         assert status == 200, body
         for ws in waiting:
@@ -191,7 +181,7 @@ async def trickle(served: Served, path: str = "/auth/login", source: str = "127.
             for _ in range(100):
                 writer.write(b" ")
                 await writer.drain()
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # real time: the body timeout under test is on the real clock
 
     return reader, writer, asyncio.create_task(drip())
 
@@ -220,14 +210,14 @@ async def test_a_body_trickled_too_slowly_is_answered_408_and_the_connection_clo
     finally:
         dripping.cancel()
         await close(writer)
-    await eventually(lambda: served.unproven() == 0, "the timed-out connection uncounted")
+    await until(lambda: served.unproven() == 0, "the timed-out connection uncounted", WAIT)
 
 
 async def test_slow_bodies_cannot_take_the_server_offline(start):
     served = await start(connections_per_address=20, body_timeout_s=1.0)
     slow = [await trickle(served) for _ in range(20)]
     try:
-        await eventually(lambda: served.unproven() == 20, "twenty trickling connections")
+        await until(lambda: served.unproven() == 20, "twenty trickling connections", WAIT)
         status, headers, body = await served.get("/health")  # the 21st from that address
         assert_error_shape(status, headers, body, 429, "too_many_connections")
         status, _, body = await served.get("/health", source=OTHER)
@@ -236,7 +226,7 @@ async def test_slow_bodies_cannot_take_the_server_offline(start):
         answers = [answer[0] for answer in await asyncio.gather(
             *(answer_then_close(reader, dripping) for reader, _, dripping in slow))]
         assert answers == [408] * 20  # each cut off by the body bound
-        await eventually(lambda: served.unproven() == 0, "all of them uncounted")
+        await until(lambda: served.unproven() == 0, "all of them uncounted", WAIT)
         status, _, body = await served.get("/health")
         assert status == 200, body
     finally:
@@ -382,6 +372,6 @@ async def test_a_silent_connection_cut_by_the_idle_timeout_gives_its_place_back(
     for reader, writer in silent:
         assert await asyncio.wait_for(reader.read(), WAIT) == b""  # the server closed it
         await close(writer)
-    await eventually(lambda: served.unproven() == 0, "the timed-out connections uncounted")
+    await until(lambda: served.unproven() == 0, "the timed-out connections uncounted", WAIT)
     status, _, body = await served.get("/health")
     assert status == 200, body

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sqlite3
 from pathlib import Path
-from contextlib import asynccontextmanager, closing
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -19,7 +16,8 @@ from bipupu_server.services.commands import DEFAULT_WORDS
 from bipupu_server.store import db as dbmod
 from bipupu_server.errors import Conflict, Invalid, NotFound
 from bipupu_server.mailbox import check_pattern
-from tests.conftest import ADMIN_PASSWORD, assert_error, bearer, register
+from tests.conftest import (ADMIN_PASSWORD, WAIT, assert_error, bearer, db_rows, db_write, login, post_card,
+                            register)
 
 ADMIN, ALICE, BOB, CAROL = "00000001", "00000002", "00000003", "00000004"
 FORTUNE, NOTICE = "cosmic.fortune", "bipupu.notice"
@@ -28,30 +26,9 @@ MESSAGE_KEYS = {"id", "sender_id", "receiver_id", "content", "msg_type", "patter
 SUBSCRIBE_WORDS = ["TD", "订阅", "SUB"]
 UNSUBSCRIBE_WORDS = ["退订", "STOP", "UNSUB"]
 HELP_WORDS = ["?", "HELP", "帮助"]
-WAIT = 2.0  # bound on every wait for a frame that should come
 
 
 # Helpers ----------------------------------------------------------------------------------------
-
-def _query(path, sql: str, params: tuple) -> list[tuple]:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def _execute(path, sql: str, params: tuple) -> None:
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(sql, params)
-
-
-async def db_rows(client, sql: str, params: tuple = ()) -> list[tuple]:
-    """Read the server's SQLite file through a connection of our own, off the event loop."""
-    return await asyncio.to_thread(_query, client.server.app[keys.config].db_path, sql, params)
-
-
-async def db_write(client, sql: str, params: tuple = ()) -> None:
-    """Put the db in a state the API cannot produce (a switched-off service, a deactivated user)."""
-    await asyncio.to_thread(_execute, client.server.app[keys.config].db_path, sql, params)
-
 
 async def subscribers(client, service_id: str = FORTUNE) -> list[str]:
     rows = await db_rows(client, "SELECT bipupu_id FROM subscriptions WHERE service_id = ? ORDER BY bipupu_id",
@@ -65,11 +42,6 @@ async def deactivate(client, bipupu_id: str) -> None:
 
 async def switch_off(client, service_id: str) -> None:
     await db_write(client, "UPDATE services SET is_active = 0 WHERE id = ?", (service_id,))
-
-
-async def post_card(client, sender: dict[str, Any], receiver_id: str, content: str, **fields: Any):
-    return await client.post("/messages", json={"receiver_id": receiver_id, "content": content, **fields},
-                             headers=bearer(sender))
 
 
 async def command(client, sender: dict[str, Any], text: str, service_id: str = FORTUNE,
@@ -120,21 +92,6 @@ async def services_of(client, account: dict[str, Any]) -> dict[str, dict[str, An
 
 async def subscribed(client, account: dict[str, Any], service_id: str = FORTUNE) -> bool:
     return (await services_of(client, account))[service_id]["subscribed"]
-
-
-async def login(client, username: str, password: str) -> dict[str, Any]:
-    resp = await client.post("/auth/login", json={"username": username, "password": password})
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
-@asynccontextmanager
-async def live(client, account: dict[str, Any]) -> AsyncIterator[Any]:
-    """An authenticated WebSocket of `account`, past its auth_ok."""
-    async with client.ws_connect("/ws", headers=bearer(account)) as ws:
-        hello = await ws.receive_json(timeout=WAIT)
-        assert hello["type"] == "auth_ok" and hello["bipupu_id"] == account["bipupu_id"]
-        yield ws
 
 
 async def next_push(ws) -> dict[str, Any]:
@@ -241,8 +198,8 @@ async def test_each_help_word_answers_the_help_and_changes_nothing(client, alice
     assert await subscribers(client) == [ALICE]  # help does not unsubscribe either
 
 
-async def test_a_command_is_stored_in_the_outbox_and_answered_in_the_inbox_and_live(client, alice, bob):
-    async with live(client, alice) as ws_alice, live(client, bob) as ws_bob:
+async def test_a_command_is_stored_in_the_outbox_and_answered_in_the_inbox_and_live(client, alice, bob, open_ws):
+    async with await open_ws(alice) as ws_alice, await open_ws(bob) as ws_bob:
         resp = await post_card(client, alice, FORTUNE, "  TD  ")
         assert resp.status == 201
         card = await resp.json()
@@ -411,13 +368,13 @@ async def test_a_card_to_a_switched_off_service_is_404_and_runs_nothing(client, 
     await assert_error(await post_card(client, alice, NOTICE, "?"), 404, "receiver_not_found", "receiver_id")
 
 
-async def test_a_repeated_client_msg_id_returns_the_original_command_and_does_not_run_it_again(client, alice):
+async def test_a_repeated_client_msg_id_returns_the_original_command_and_does_not_run_it_again(client, alice, open_ws):
     resp = await post_card(client, alice, FORTUNE, "TD", client_msg_id="cmd-1")
     assert resp.status == 201
     card = await resp.json()
     await command(client, alice, "退订")
     assert await subscribers(client) == []
-    async with live(client, alice) as ws:
+    async with await open_ws(alice) as ws:
         again = await post_card(client, alice, FORTUNE, "TD", client_msg_id="cmd-1")
         assert again.status == 200
         assert await again.json() == card
@@ -587,13 +544,13 @@ async def broadcasts(client, content: str) -> list[tuple[str, str, str]]:
                 " AND content = ? ORDER BY receiver_id", (content,))
 
 
-async def test_broadcast_now_reaches_the_subscribers_only(client, alice, bob, carol):
+async def test_broadcast_now_reaches_the_subscribers_only(client, alice, bob, carol, open_ws):
     broadcaster = client.server.app[keys.broadcaster]
     await command(client, alice, "TD")
     await command(client, carol, "TD")
     await deactivate(client, CAROL)
     pattern = {"led_color": "#FFAA00", "effect": "flash", "font": "neon", "duration_s": 5}
-    async with live(client, alice) as ws_alice, live(client, bob) as ws_bob:
+    async with await open_ws(alice) as ws_alice, await open_ws(bob) as ws_bob:
         count = await broadcaster.broadcast_now(FORTUNE, "今晚有流星雨，记得抬头看。", pattern)
         assert count == 1
         pushed = await next_push(ws_alice)
@@ -614,12 +571,12 @@ async def test_broadcast_now_to_an_empty_audience_sends_nothing(client, alice):
     assert await broadcasts(client, "nobody listens") == []
 
 
-async def test_notice_broadcast_reaches_every_active_user_and_no_deactivated_one(client, alice, bob, carol):
+async def test_notice_broadcast_reaches_every_active_user_and_no_deactivated_one(client, alice, bob, carol, open_ws):
     broadcaster = client.server.app[keys.broadcaster]
     await command(client, alice, "TD")  # a fortune subscription does not matter to a notice
     await deactivate(client, BOB)
     admin = await login(client, "admin", ADMIN_PASSWORD)
-    async with live(client, alice) as ws_alice, live(client, admin) as ws_admin, live(client, carol) as ws_carol:
+    async with await open_ws(alice) as ws_alice, await open_ws(admin) as ws_admin, await open_ws(carol) as ws_carol:
         count = await broadcaster.broadcast_now(NOTICE, "  今晚 23:00 维护十分钟  ")
         assert count == 3
         for ws, who in ((ws_alice, ALICE), (ws_admin, ADMIN), (ws_carol, CAROL)):
@@ -709,9 +666,12 @@ async def test_built_in_services_and_new_ones_start_with_the_same_words(client):
 
 
 def test_every_seed_of_command_words_in_sql_is_the_default():
-    """schema.sql and the migrations seed services as SQL text: each copy of the words must be DEFAULT_WORDS."""
-    sql = [(Path(bipupu_server.__file__).parent / "schema.sql").read_text(encoding="utf-8"),
-           *dbmod.MIGRATIONS.values()]
-    seeds = [seed for text in sql for seed in re.findall(r"'(\{\"subscribe\".*?\})'", text)]
-    assert len(seeds) >= 2, "the built-in services' seeds were not found"
+    """schema.sql and migrations/*.sql seed services as SQL text: each copy of the words must be DEFAULT_WORDS."""
+    package = Path(bipupu_server.__file__).parent
+    files = [package / "schema.sql", *sorted((package / "migrations").glob("*.sql"))]
+    assert len(files) - 1 == dbmod.SCHEMA_VERSION  # every migration file is read
+    by_file = {file.name: re.findall(r"'(\{\"subscribe\".*?\})'", file.read_text(encoding="utf-8")) for file in files}
+    assert len(by_file["schema.sql"]) == 2, "the built-in services' seeds were not found in schema.sql"
+    assert sum(map(len, by_file.values())) >= 4, f"the seeds of migration 0003 were not found: {by_file}"
+    seeds = [seed for found in by_file.values() for seed in found]
     assert all(orjson.loads(seed) == DEFAULT_WORDS for seed in seeds), seeds

@@ -9,27 +9,19 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import struct
 import time
-from contextlib import closing, suppress
+from contextlib import suppress
 from typing import Any
 
 import pytest
 from aiohttp import WSMsgType
 
 from bipupu_server import keys
-from tests.conftest import PASSWORD, assert_error, bearer, register, rfc3339
+from tests.conftest import (PASSWORD, WAIT, assert_error, assert_quiet, bearer, connect_with, db_write, login,
+                            receive_card, receive_json, register, rfc3339, send_card, until)
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-WAIT = 2.0  # bound on every wait for a frame that should come
-QUIET = 0.3  # bound on every wait for a frame that should not come
-
-
-def db_write(client, sql: str, params: tuple = ()) -> None:
-    """Change the server's SQLite file behind its back (an admin's deactivation, for instance)."""
-    with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
-        conn.execute(sql, params)
 
 
 def tampered(token: str) -> str:
@@ -38,39 +30,11 @@ def tampered(token: str) -> str:
     return f"{token[:-10]}{flipped}{token[-9:]}"
 
 
-async def login(client, username: str, password: str = PASSWORD) -> dict[str, Any]:
-    """A second session (another device) of an existing account."""
-    resp = await client.post("/auth/login", json={"username": username, "password": password})
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
-async def send_card(client, sender: dict[str, Any], receiver: dict[str, Any], content: str) -> dict[str, Any]:
-    resp = await client.post("/messages", json={"receiver_id": receiver["bipupu_id"], "content": content},
-                             headers=bearer(sender))
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
-
-
 async def befriend(client, owner: dict[str, Any], *others: dict[str, Any]) -> None:
     """Make `others` trusted contacts of owner (no stranger quota, allowed under contacts_only)."""
     for other in others:
         resp = await client.post("/contacts", json={"contact_id": other["bipupu_id"]}, headers=bearer(owner))
         assert resp.status == 201, await resp.text()
-
-
-async def receive_json(ws, timeout: float = WAIT) -> dict[str, Any]:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
-    return json.loads(msg.data)
-
-
-async def receive_card(ws) -> dict[str, Any]:
-    """The next frame, which must be a new_message push; returns its payload."""
-    data = await receive_json(ws)
-    assert data["type"] == "new_message", data
-    assert set(data) == {"type", "payload"}, data
-    return data["payload"]
 
 
 async def assert_closed(ws, code: int) -> None:
@@ -81,15 +45,6 @@ async def assert_closed(ws, code: int) -> None:
     assert ws.close_code == code
 
 
-async def assert_quiet(ws) -> None:
-    """Nothing arrives on this socket for a short while."""
-    try:
-        msg = await ws.receive(timeout=QUIET)
-    except asyncio.TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {msg}")
-
-
 async def assert_alive(ws) -> None:
     await ws.send_json({"type": "ping"})
     assert await receive_json(ws) == {"type": "pong"}
@@ -98,34 +53,6 @@ async def assert_alive(ws) -> None:
 async def expect_auth_ok(ws, account: dict[str, Any], clock) -> None:
     assert await receive_json(ws) == {"type": "auth_ok", "bipupu_id": account["bipupu_id"],
                                       "server_time": rfc3339(clock.time())}
-
-
-async def open_ws(client, account: dict[str, Any]):
-    """A socket authenticated with the Authorization header, auth_ok already read."""
-    ws = await client.ws_connect("/ws", headers=bearer(account))
-    data = await receive_json(ws)
-    assert data["type"] == "auth_ok" and data["bipupu_id"] == account["bipupu_id"], data
-    return ws
-
-
-async def open_ws_with_frame(client, account: dict[str, Any], since: str | None = None):
-    """A socket authenticated with a first auth frame; auth_ok already read."""
-    ws = await client.ws_connect("/ws")
-    await ws.send_json({"type": "auth", "token": account["access_token"], **({"since": since} if since else {})})
-    data = await receive_json(ws)
-    assert data["type"] == "auth_ok" and data["bipupu_id"] == account["bipupu_id"], data
-    return ws
-
-
-async def connect_with(client, token: str, how: str):
-    """A socket offered `token` in one of the three ways; nothing read yet."""
-    if how == "header":
-        return await client.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
-    if how == "query":
-        return await client.ws_connect("/ws", params={"token": token})
-    ws = await client.ws_connect("/ws")
-    await ws.send_json({"type": "auth", "token": token})
-    return ws
 
 
 async def close_all(*sockets) -> None:
@@ -172,9 +99,9 @@ async def test_server_time_follows_the_injected_clock(client, clock, alice):
     await ws.close()
 
 
-async def test_auth_binds_the_socket_to_the_token_owner(client, alice, bob):
-    ws = await open_ws_with_frame(client, bob)
-    sent = await send_card(client, alice, bob, "to bob")
+async def test_auth_binds_the_socket_to_the_token_owner(client, alice, bob, open_ws):
+    ws = await open_ws(bob, frame=True)
+    sent = await send_card(client, alice, bob["bipupu_id"], "to bob")
     assert await receive_card(ws) == sent
     await ws.close()
 
@@ -243,7 +170,7 @@ async def test_a_first_frame_that_is_not_json_text_is_closed_with_4001(client, a
 
 @pytest.mark.parametrize("how", ["header", "query", "frame"])
 async def test_a_deactivated_account_is_refused_with_4003(client, alice, how):
-    db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (alice["bipupu_id"],))
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (alice["bipupu_id"],))
     ws = await connect_with(client, alice["access_token"], how)
     await assert_closed(ws, 4003)
 
@@ -256,20 +183,20 @@ async def test_a_plain_get_without_upgrade_is_400_in_the_error_shape(client, ali
 # Live pushes and replay -------------------------------------------------------------------------
 
 async def test_alice_and_bob_exchange_cards_live_then_bob_catches_up_without_gap_or_duplicate(client, clock,
-                                                                                                alice, bob):
+                                                                                                alice, bob, open_ws):
     await befriend(client, alice, bob)
     await befriend(client, bob, alice)
-    alice_ws, bob_ws = await open_ws(client, alice), await open_ws(client, bob)
+    alice_ws, bob_ws = await open_ws(alice), await open_ws(bob)
 
-    to_bob = await send_card(client, alice, bob, "hello bob")
+    to_bob = await send_card(client, alice, bob["bipupu_id"], "hello bob")
     assert await receive_card(bob_ws) == to_bob
-    to_alice = await send_card(client, bob, alice, "hello alice")
+    to_alice = await send_card(client, bob, alice["bipupu_id"], "hello alice")
     assert await receive_card(alice_ws) == to_alice
     await assert_quiet(bob_ws)  # nobody is pushed their own card
     await assert_quiet(alice_ws)
 
     await bob_ws.close()
-    missed = [await send_card(client, alice, bob, f"while you were away {n}") for n in range(3)]
+    missed = [await send_card(client, alice, bob["bipupu_id"], f"while you were away {n}") for n in range(3)]
     assert [m["id"] for m in missed] == sorted(m["id"] for m in missed)
 
     bob_ws = await client.ws_connect("/ws")
@@ -278,7 +205,7 @@ async def test_alice_and_bob_exchange_cards_live_then_bob_catches_up_without_gap
     assert [await receive_card(bob_ws) for _ in range(3)] == missed
     assert await receive_json(bob_ws) == {"type": "replay_done", "count": 3, "has_more": False}
 
-    live = await send_card(client, alice, bob, "right after you came back")
+    live = await send_card(client, alice, bob["bipupu_id"], "right after you came back")
     assert await receive_card(bob_ws) == live
     await assert_quiet(bob_ws)  # exactly once
     await close_all(alice_ws, bob_ws)
@@ -290,18 +217,37 @@ def replay_done_and_card(frames: list[dict[str, Any]], message_id: str) -> bool:
             and any(f["type"] == "new_message" and f["payload"]["id"] == message_id for f in frames))
 
 
-async def test_a_card_sent_while_bob_reconnects_arrives_exactly_once(client, clock, alice, bob):
+async def test_a_card_sent_while_bob_reconnects_arrives_exactly_once(client, clock, alice, bob, monkeypatch):
     await befriend(client, bob, alice)
-    seen = await send_card(client, alice, bob, "seen")
-    missed = [await send_card(client, alice, bob, f"missed {n}") for n in range(2)]
-    for delay in (0, 0.001, 0.003, 0.006):  # the racing card lands in the replay or in the live stream
+    seen = await send_card(client, alice, bob["bipupu_id"], "seen")
+    missed = [await send_card(client, alice, bob["bipupu_id"], f"missed {n}") for n in range(2)]
+    db = client.server.app[keys.db]
+    write, reached = db.write, {}
+
+    async def write_and_tell(job):
+        reached["queued"].set()  # the card is on its way to the writer
+        try:
+            return await write(job)
+        finally:
+            reached["written"].set()  # on disk (or refused): its sender publishes next
+
+    monkeypatch.setattr(db, "write", write_and_tell)
+    # The auth frame goes out at each step of the card's way: it lands in the replay or in the live stream.
+    for moment in ("sending", "queued", "written", "answered"):
+        reached.update(queued=asyncio.Event(), written=asyncio.Event(), answered=asyncio.Event())
         bob_ws = await client.ws_connect("/ws")
 
         async def authenticate() -> None:
-            await asyncio.sleep(delay)
+            if moment in reached:
+                await asyncio.wait_for(reached[moment].wait(), WAIT)
             await bob_ws.send_json({"type": "auth", "token": bob["access_token"], "since": seen["id"]})
 
-        _, racing = await asyncio.gather(authenticate(), send_card(client, alice, bob, "racing"))
+        async def send() -> dict[str, Any]:
+            card = await send_card(client, alice, bob["bipupu_id"], "racing")
+            reached["answered"].set()
+            return card
+
+        _, racing = await asyncio.gather(authenticate(), send())
         await expect_auth_ok(bob_ws, bob, clock)
         frames: list[dict[str, Any]] = []
         while not replay_done_and_card(frames, racing["id"]):
@@ -317,10 +263,11 @@ async def test_a_card_sent_while_bob_reconnects_arrives_exactly_once(client, clo
         missed.append(racing)
 
 
-async def test_a_card_replayed_before_its_sender_publishes_it_arrives_once(client, clock, alice, bob, monkeypatch):
+async def test_a_card_replayed_before_its_sender_publishes_it_arrives_once(client, clock, alice, bob, monkeypatch,
+                                                                           open_ws):
     """Forces the ordering of the race: commit, the replay reads it, the socket starts, then the sender publishes."""
     await befriend(client, bob, alice)
-    seen = await send_card(client, alice, bob, "seen")
+    seen = await send_card(client, alice, bob["bipupu_id"], "seen")
     db = client.server.app[keys.db]
     committed, go_on = asyncio.Event(), asyncio.Event()
     write = db.write
@@ -333,9 +280,9 @@ async def test_a_card_replayed_before_its_sender_publishes_it_arrives_once(clien
         return result
 
     monkeypatch.setattr(db, "write", write_then_hold_the_racing_card)
-    sending = asyncio.create_task(send_card(client, alice, bob, "racing"))
+    sending = asyncio.create_task(send_card(client, alice, bob["bipupu_id"], "racing"))
     await asyncio.wait_for(committed.wait(), WAIT)
-    bob_ws = await open_ws_with_frame(client, bob, since=seen["id"])
+    bob_ws = await open_ws(bob, since=seen["id"])
     racing = await receive_card(bob_ws)
     assert racing["content"] == "racing"
     assert await receive_json(bob_ws) == {"type": "replay_done", "count": 1, "has_more": False}
@@ -347,8 +294,8 @@ async def test_a_card_replayed_before_its_sender_publishes_it_arrives_once(clien
 
 
 async def test_since_in_the_query_with_header_auth_replays(client, clock, alice, bob):
-    first = await send_card(client, alice, bob, "one")
-    second = await send_card(client, alice, bob, "two")
+    first = await send_card(client, alice, bob["bipupu_id"], "one")
+    second = await send_card(client, alice, bob["bipupu_id"], "two")
     ws = await client.ws_connect("/ws", headers=bearer(bob), params={"since": first["id"]})
     await expect_auth_ok(ws, bob, clock)
     assert await receive_card(ws) == second
@@ -357,41 +304,41 @@ async def test_since_in_the_query_with_header_auth_replays(client, clock, alice,
     await ws.close()
 
 
-async def test_since_the_newest_card_replays_nothing(client, clock, alice, bob):
-    newest = await send_card(client, alice, bob, "one")
-    ws = await open_ws_with_frame(client, bob, since=newest["id"])
+async def test_since_the_newest_card_replays_nothing(client, clock, alice, bob, open_ws):
+    newest = await send_card(client, alice, bob["bipupu_id"], "one")
+    ws = await open_ws(bob, since=newest["id"])
     assert await receive_json(ws) == {"type": "replay_done", "count": 0, "has_more": False}
     await ws.close()
 
 
-async def test_without_since_nothing_is_replayed(client, alice, bob):
-    await send_card(client, alice, bob, "old news")
-    ws = await open_ws(client, bob)
+async def test_without_since_nothing_is_replayed(client, alice, bob, open_ws):
+    await send_card(client, alice, bob["bipupu_id"], "old news")
+    ws = await open_ws(bob)
     await assert_quiet(ws)
     await ws.close()
 
 
-async def test_replay_leaves_out_cards_of_others_and_deleted_ones(client, clock, alice, bob, carol):
+async def test_replay_leaves_out_cards_of_others_and_deleted_ones(client, clock, alice, bob, carol, open_ws):
     await befriend(client, bob, alice, carol)
-    start = await send_card(client, alice, bob, "start")
-    deleted = await send_card(client, alice, bob, "deleted")
-    await send_card(client, bob, alice, "bob's own card")
-    await send_card(client, alice, carol, "carol's card")
-    kept = await send_card(client, carol, bob, "kept")
+    start = await send_card(client, alice, bob["bipupu_id"], "start")
+    deleted = await send_card(client, alice, bob["bipupu_id"], "deleted")
+    await send_card(client, bob, alice["bipupu_id"], "bob's own card")
+    await send_card(client, alice, carol["bipupu_id"], "carol's card")
+    kept = await send_card(client, carol, bob["bipupu_id"], "kept")
     resp = await client.delete(f"/messages/{deleted['id']}", headers=bearer(bob))
     assert resp.status == 204
-    ws = await open_ws_with_frame(client, bob, since=start["id"])
+    ws = await open_ws(bob, since=start["id"])
     assert await receive_card(ws) == kept
     assert await receive_json(ws) == {"type": "replay_done", "count": 1, "has_more": False}
     await ws.close()
 
 
-async def test_since_a_card_deleted_meanwhile_still_replays_what_came_after(client, clock, alice, bob):
-    seen = await send_card(client, alice, bob, "seen, then deleted")
-    later = await send_card(client, alice, bob, "later")
+async def test_since_a_card_deleted_meanwhile_still_replays_what_came_after(client, clock, alice, bob, open_ws):
+    seen = await send_card(client, alice, bob["bipupu_id"], "seen, then deleted")
+    later = await send_card(client, alice, bob["bipupu_id"], "later")
     resp = await client.delete(f"/messages/{seen['id']}", headers=bearer(bob))
     assert resp.status == 204
-    ws = await open_ws_with_frame(client, bob, since=seen["id"])
+    ws = await open_ws(bob, since=seen["id"])
     assert await receive_card(ws) == later
     assert await receive_json(ws) == {"type": "replay_done", "count": 1, "has_more": False}
     await ws.close()
@@ -414,45 +361,45 @@ async def test_a_since_that_is_not_a_string_is_closed_with_4001(client, alice, b
     await assert_closed(ws, 4001)
 
 
-async def test_more_than_500_missed_replays_500_and_says_has_more(make_client, clock):
+async def test_more_than_500_missed_replays_500_and_says_has_more(make_client, clock, open_ws):
     client = await make_client(rate_limit=False)
     alice, bob = await register(client, "alice"), await register(client, "bob")
-    seen = await send_card(client, alice, bob, "seen")
+    seen = await send_card(client, alice, bob["bipupu_id"], "seen")
     ids = []
     for chunk in range(0, 501, 60):
-        sent = await asyncio.gather(*(send_card(client, alice, bob, f"card {n}")
+        sent = await asyncio.gather(*(send_card(client, alice, bob["bipupu_id"], f"card {n}")
                                       for n in range(chunk, min(chunk + 60, 501))))
         ids += [m["id"] for m in sent]
     ids.sort()
     assert len(set(ids)) == 501
 
-    ws = await open_ws_with_frame(client, bob, since=seen["id"])
+    ws = await open_ws(bob, since=seen["id"])
     replayed = [(await receive_card(ws))["id"] for _ in range(500)]
     assert replayed == ids[:500]
     assert await receive_json(ws) == {"type": "replay_done", "count": 500, "has_more": True}
     await assert_quiet(ws)
     await ws.close()
 
-    ws = await open_ws_with_frame(client, bob, since=replayed[-1])  # the next page, as a client would
+    ws = await open_ws(bob, since=replayed[-1])  # the next page, as a client would
     assert (await receive_card(ws))["id"] == ids[500]
     assert await receive_json(ws) == {"type": "replay_done", "count": 1, "has_more": False}
     await ws.close()
 
 
-async def test_two_devices_of_one_user_both_receive_each_card(client, alice, bob):
-    phone = await open_ws(client, bob)
-    tablet = await open_ws_with_frame(client, await login(client, "bob"))
+async def test_two_devices_of_one_user_both_receive_each_card(client, alice, bob, open_ws):
+    phone = await open_ws(bob)
+    tablet = await open_ws(await login(client, "bob"), frame=True)
     for n in range(3):
-        sent = await send_card(client, alice, bob, f"card {n}")
+        sent = await send_card(client, alice, bob["bipupu_id"], f"card {n}")
         assert await receive_card(phone) == sent
         assert await receive_card(tablet) == sent
     await close_all(phone, tablet)
 
 
-async def test_cards_sent_concurrently_are_pushed_in_id_order(client, alice, bob, carol):
+async def test_cards_sent_concurrently_are_pushed_in_id_order(client, alice, bob, carol, open_ws):
     await befriend(client, bob, alice, carol)
-    ws = await open_ws(client, bob)
-    sent = await asyncio.gather(*(send_card(client, sender, bob, f"card {n}")
+    ws = await open_ws(bob)
+    sent = await asyncio.gather(*(send_card(client, sender, bob["bipupu_id"], f"card {n}")
                                   for n in range(12) for sender in (alice, carol)))
     pushed = [await receive_card(ws) for _ in range(len(sent))]
     assert [m["id"] for m in pushed] == sorted(m["id"] for m in sent)
@@ -461,58 +408,58 @@ async def test_cards_sent_concurrently_are_pushed_in_id_order(client, alice, bob
     await ws.close()
 
 
-async def test_a_blocked_senders_card_is_accepted_but_never_pushed(client, alice, bob, carol):
+async def test_a_blocked_senders_card_is_accepted_but_never_pushed(client, alice, bob, carol, open_ws):
     resp = await client.post("/blocks", json={"blocked_id": alice["bipupu_id"]}, headers=bearer(bob))
     assert resp.status == 201, await resp.text()
-    ws = await open_ws(client, bob)
-    await send_card(client, alice, bob, "you blocked me")  # 201, as if delivered
+    ws = await open_ws(bob)
+    await send_card(client, alice, bob["bipupu_id"], "you blocked me")  # 201, as if delivered
     await assert_quiet(ws)
-    from_carol = await send_card(client, carol, bob, "not blocked")
+    from_carol = await send_card(client, carol, bob["bipupu_id"], "not blocked")
     assert await receive_card(ws) == from_carol
     await assert_quiet(ws)
     await ws.close()
 
 
-async def test_after_unblocking_cards_are_pushed_again(client, alice, bob):
+async def test_after_unblocking_cards_are_pushed_again(client, alice, bob, open_ws):
     resp = await client.post("/blocks", json={"blocked_id": alice["bipupu_id"]}, headers=bearer(bob))
     assert resp.status == 201
-    ws = await open_ws(client, bob)
-    await send_card(client, alice, bob, "blocked")
+    ws = await open_ws(bob)
+    await send_card(client, alice, bob["bipupu_id"], "blocked")
     await assert_quiet(ws)
     resp = await client.delete(f"/blocks/{alice['bipupu_id']}", headers=bearer(bob))
     assert resp.status == 204
-    sent = await send_card(client, alice, bob, "unblocked")
+    sent = await send_card(client, alice, bob["bipupu_id"], "unblocked")
     assert await receive_card(ws) == sent
     await ws.close()
 
 
-async def test_contacts_only_pushes_only_cards_from_contacts(client, alice, bob, carol):
+async def test_contacts_only_pushes_only_cards_from_contacts(client, alice, bob, carol, open_ws):
     resp = await client.put("/me", json={"privacy": "contacts_only"}, headers=bearer(bob))
     assert resp.status == 200, await resp.text()
     await befriend(client, bob, carol)
-    ws = await open_ws(client, bob)
-    await send_card(client, alice, bob, "from a stranger")  # 201, as if delivered
+    ws = await open_ws(bob)
+    await send_card(client, alice, bob["bipupu_id"], "from a stranger")  # 201, as if delivered
     await assert_quiet(ws)
-    from_carol = await send_card(client, carol, bob, "from a contact")
+    from_carol = await send_card(client, carol, bob["bipupu_id"], "from a contact")
     assert await receive_card(ws) == from_carol
     await assert_quiet(ws)
     await ws.close()
 
 
-async def test_a_dropped_card_is_not_replayed_either(client, clock, alice, bob, carol):
+async def test_a_dropped_card_is_not_replayed_either(client, clock, alice, bob, carol, open_ws):
     resp = await client.post("/blocks", json={"blocked_id": alice["bipupu_id"]}, headers=bearer(bob))
     assert resp.status == 201
-    start = await send_card(client, carol, bob, "start")
-    await send_card(client, alice, bob, "blocked")
-    ws = await open_ws_with_frame(client, bob, since=start["id"])
+    start = await send_card(client, carol, bob["bipupu_id"], "start")
+    await send_card(client, alice, bob["bipupu_id"], "blocked")
+    ws = await open_ws(bob, since=start["id"])
     assert await receive_json(ws) == {"type": "replay_done", "count": 0, "has_more": False}
     await ws.close()
 
 
 # Frames from the client -------------------------------------------------------------------------
 
-async def test_ping_gets_pong(client, alice):
-    ws = await open_ws(client, alice)
+async def test_ping_gets_pong(client, alice, open_ws):
+    ws = await open_ws(alice)
     for _ in range(3):
         await ws.send_json({"type": "ping"})
         assert await receive_json(ws) == {"type": "pong"}
@@ -521,8 +468,8 @@ async def test_ping_gets_pong(client, alice):
 
 @pytest.mark.parametrize("text", ["{not json", "", "[1, 2", "{'type': 'ping'}", "null", "42",
                                   '"ping"', '["ping"]'])
-async def test_bad_json_text_gets_an_error_frame_and_the_socket_stays_up(client, alice, text):
-    ws = await open_ws(client, alice)
+async def test_bad_json_text_gets_an_error_frame_and_the_socket_stays_up(client, alice, text, open_ws):
+    ws = await open_ws(alice)
     await ws.send_str(text)
     error = await receive_json(ws)
     assert error["type"] == "error" and error["code"] == "bad_json", error
@@ -531,8 +478,8 @@ async def test_bad_json_text_gets_an_error_frame_and_the_socket_stays_up(client,
     await ws.close()
 
 
-async def test_a_binary_frame_gets_bad_json_and_the_socket_stays_up(client, alice):
-    ws = await open_ws(client, alice)
+async def test_a_binary_frame_gets_bad_json_and_the_socket_stays_up(client, alice, open_ws):
+    ws = await open_ws(alice)
     await ws.send_bytes(b'{"type":"ping"}')
     error = await receive_json(ws)
     assert error["type"] == "error" and error["code"] == "bad_json", error
@@ -542,8 +489,8 @@ async def test_a_binary_frame_gets_bad_json_and_the_socket_stays_up(client, alic
 
 @pytest.mark.parametrize("frame", [{"type": "dance"}, {"type": "PING"}, {"type": None}, {"no_type": True},
                                    {"type": "new_message", "payload": {}}])
-async def test_an_unknown_type_gets_an_error_frame_and_the_socket_stays_up(client, alice, frame):
-    ws = await open_ws(client, alice)
+async def test_an_unknown_type_gets_an_error_frame_and_the_socket_stays_up(client, alice, frame, open_ws):
+    ws = await open_ws(alice)
     await ws.send_json(frame)
     error = await receive_json(ws)
     assert error["type"] == "error" and error["code"] == "unknown_type", error
@@ -553,19 +500,19 @@ async def test_an_unknown_type_gets_an_error_frame_and_the_socket_stays_up(clien
 
 
 @pytest.mark.parametrize("opener", ["header", "frame"])
-async def test_a_second_auth_frame_gets_already_authenticated(client, alice, bob, opener):
-    ws = await (open_ws(client, alice) if opener == "header" else open_ws_with_frame(client, alice))
+async def test_a_second_auth_frame_gets_already_authenticated(client, alice, bob, opener, open_ws):
+    ws = await (open_ws(alice) if opener == "header" else open_ws(alice, frame=True))
     await ws.send_json({"type": "auth", "token": bob["access_token"]})  # cannot switch to another account
     error = await receive_json(ws)
     assert error["type"] == "error" and error["code"] == "already_authenticated", error
     await assert_alive(ws)
-    sent = await send_card(client, bob, alice, "still alice's socket")
+    sent = await send_card(client, bob, alice["bipupu_id"], "still alice's socket")
     assert await receive_card(ws) == sent
     await ws.close()
 
 
-async def test_a_frame_over_64_kib_closes_with_1009(client, alice):
-    ws = await open_ws(client, alice)
+async def test_a_frame_over_64_kib_closes_with_1009(client, alice, open_ws):
+    ws = await open_ws(alice)
     await ws.send_str(json.dumps({"type": "ping", "pad": "x" * (64 * 1024)}))
     await assert_closed(ws, 1009)
 
@@ -577,15 +524,15 @@ def ping_of(size: int) -> str:
     return text
 
 
-async def test_a_frame_one_byte_over_64_kib_closes_with_1009(client, alice):
-    ws = await open_ws(client, alice)
+async def test_a_frame_one_byte_over_64_kib_closes_with_1009(client, alice, open_ws):
+    ws = await open_ws(alice)
     await ws.send_str(ping_of(64 * 1024 + 1))
     await assert_closed(ws, 1009)
 
 
 @pytest.mark.parametrize("size", [64 * 1024 - 1, 64 * 1024])
-async def test_a_frame_of_up_to_64_kib_is_fine(client, alice, size):
-    ws = await open_ws(client, alice)
+async def test_a_frame_of_up_to_64_kib_is_fine(client, alice, size, open_ws):
+    ws = await open_ws(alice)
     await ws.send_str(ping_of(size))  # SPEC §5: only frames *over* 64 KiB are too big
     assert await receive_json(ws) == {"type": "pong"}
     await ws.close()
@@ -593,71 +540,72 @@ async def test_a_frame_of_up_to_64_kib_is_fine(client, alice, size):
 
 # Idle, limits, sign-out, shutdown ---------------------------------------------------------------
 
-async def test_a_silent_socket_is_closed_when_idle(make_client):
+async def test_a_silent_socket_is_closed_when_idle(make_client, open_ws):
     client = await make_client(ws_idle_timeout_s=0.3)
     alice = await register(client, "alice")
-    ws = await open_ws(client, alice)
+    ws = await open_ws(alice)
     started = time.monotonic()
     await assert_closed(ws, 1000)
     assert 0.25 <= time.monotonic() - started < 1.5
 
 
-async def test_a_socket_that_pings_is_not_idle(make_client):
+async def test_a_socket_that_pings_is_not_idle(make_client, open_ws):
     client = await make_client(ws_idle_timeout_s=0.3)
     alice, bob = await register(client, "alice"), await register(client, "bob")
-    ws = await open_ws(client, bob)
+    ws = await open_ws(bob)
     started = time.monotonic()
+    # Real time: the idle timeout is aiohttp's receive timeout, so only the real clock can show it not firing.
     while time.monotonic() - started < 0.7:
         await asyncio.sleep(0.1)
         await assert_alive(ws)
-    sent = await send_card(client, alice, bob, "still here?")
+    sent = await send_card(client, alice, bob["bipupu_id"], "still here?")
     assert await receive_card(ws) == sent
     await ws.close()
 
 
-async def test_a_sixth_socket_replaces_the_oldest_with_4008(client, alice, bob):
-    sockets = [await open_ws(client, bob) for _ in range(5)]
-    other_user = await open_ws(client, alice)
-    sixth = await open_ws_with_frame(client, await login(client, "bob"))
+async def test_a_sixth_socket_replaces_the_oldest_with_4008(client, alice, bob, open_ws):
+    sockets = [await open_ws(bob) for _ in range(5)]
+    other_user = await open_ws(alice)
+    sixth = await open_ws(await login(client, "bob"), frame=True)
     await assert_closed(sockets[0], 4008)
-    sent = await send_card(client, alice, bob, "to all five")
+    sent = await send_card(client, alice, bob["bipupu_id"], "to all five")
     for ws in [*sockets[1:], sixth]:
         assert await receive_card(ws) == sent
     await assert_alive(other_user)
     await close_all(*sockets[1:], sixth, other_user)
 
 
-async def test_logout_all_closes_every_socket_of_the_user_with_4003(client, alice, bob):
+async def test_logout_all_closes_every_socket_of_the_user_with_4003(client, alice, bob, open_ws):
     second = await login(client, "alice")
-    phone, tablet, tablet2 = await open_ws(client, alice), await open_ws(client, second), await open_ws(client, second)
-    bobs = await open_ws(client, bob)
+    phone, tablet, tablet2 = await open_ws(alice), await open_ws(second), await open_ws(second)
+    bobs = await open_ws(bob)
     resp = await client.post("/auth/logout", json={"all": True}, headers=bearer(alice))
     assert resp.status == 204, await resp.text()
     for ws in (phone, tablet, tablet2):
         await assert_closed(ws, 4003)
     await assert_alive(bobs)
     signed_in_again = await login(client, "alice")
-    sent = await send_card(client, signed_in_again, bob, "bob is still connected")
+    sent = await send_card(client, signed_in_again, bob["bipupu_id"], "bob is still connected")
     assert await receive_card(bobs) == sent
     await bobs.close()
 
 
-async def test_plain_logout_closes_only_that_sessions_sockets(client, alice, bob):
+async def test_plain_logout_closes_only_that_sessions_sockets(client, alice, bob, open_ws):
     second = await login(client, "alice")
-    first_a, first_b, other = await open_ws(client, alice), await open_ws(client, alice), await open_ws(client, second)
+    first_a, first_b, other = await open_ws(alice), await open_ws(alice), await open_ws(second)
     resp = await client.post("/auth/logout", headers=bearer(alice))
     assert resp.status == 204, await resp.text()
     await assert_closed(first_a, 4003)
     await assert_closed(first_b, 4003)
     await assert_alive(other)
-    sent = await send_card(client, bob, alice, "to the session still signed in")
+    sent = await send_card(client, bob, alice["bipupu_id"], "to the session still signed in")
     assert await receive_card(other) == sent
     await other.close()
 
 
-async def test_logout_with_a_refresh_token_closes_that_sessions_sockets(client, alice, bob):
+async def test_logout_with_a_refresh_token_closes_that_sessions_sockets(client, alice, bob, open_ws):
     second = await login(client, "alice")
-    first, other = await open_ws(client, alice), await open_ws(client, second)
+    first, other = await open_ws(alice), await open_ws(second)
     resp = await client.post("/auth/logout", json={"refresh_token": alice["refresh_token"]})
     assert resp.status == 204, await resp.text()
     await assert_closed(first, 4003)
@@ -665,23 +613,23 @@ async def test_logout_with_a_refresh_token_closes_that_sessions_sockets(client, 
     await other.close()
 
 
-async def test_password_change_closes_the_other_sessions_sockets_but_not_its_own(client, alice, bob):
+async def test_password_change_closes_the_other_sessions_sockets_but_not_its_own(client, alice, bob, open_ws):
     second = await login(client, "alice")
-    own, elsewhere = await open_ws(client, alice), await open_ws(client, second)
-    bobs = await open_ws(client, bob)
+    own, elsewhere = await open_ws(alice), await open_ws(second)
+    bobs = await open_ws(bob)
     resp = await client.put("/me/password", json={"old_password": PASSWORD, "new_password": "a new horse"},
                             headers=bearer(alice))
     assert resp.status == 204, await resp.text()
     await assert_closed(elsewhere, 4003)
     await assert_alive(own)
     await assert_alive(bobs)
-    sent = await send_card(client, bob, alice, "to the session that changed it")
+    sent = await send_card(client, bob, alice["bipupu_id"], "to the session that changed it")
     assert await receive_card(own) == sent
     await close_all(own, bobs)
 
 
-async def test_server_shutdown_closes_open_sockets_with_1001(client, alice, bob):
-    sockets = [await open_ws(client, alice), await open_ws(client, alice), await open_ws_with_frame(client, bob)]
+async def test_server_shutdown_closes_open_sockets_with_1001(client, alice, bob, open_ws):
+    sockets = [await open_ws(alice), await open_ws(alice), await open_ws(bob, frame=True)]
     closings = [asyncio.create_task(assert_closed(ws, 1001)) for ws in sockets]  # the phones keep reading
     started = time.monotonic()
     # client.close() would close these sockets from the client side first: stop only the server
@@ -694,7 +642,8 @@ async def test_server_shutdown_also_closes_a_socket_still_waiting_for_its_auth_f
     client = await make_client(ws_auth_timeout_s=1.0)
     ws = await client.ws_connect("/ws")
     closing_ws = asyncio.create_task(assert_closed(ws, 1001))
-    await asyncio.sleep(0.05)  # the handler is now waiting for the auth frame
+    hub = client.server.app[keys.hub]
+    await until(lambda: len(hub.waiting) == 1, "the handler waiting for the auth frame")
     started = time.monotonic()
     await asyncio.wait_for(client.server.close(), 5)
     await closing_ws
@@ -744,11 +693,11 @@ def big_message(number: int, receiver: str) -> dict[str, Any]:
             "created_at": "2026-09-21T00:00:00Z"}
 
 
-async def test_a_socket_that_stops_reading_is_closed_4009_and_never_slows_the_others(make_client):
+async def test_a_socket_that_stops_reading_is_closed_4009_and_never_slows_the_others(make_client, open_ws):
     client = await make_client(ws_queue_size=8)
     bob = await register(client, "bob")
     hub = client.server.app[keys.hub]
-    reading = await open_ws(client, bob)
+    reading = await open_ws(bob)
     raw_reader, raw_writer = await raw_websocket(client, await login(client, "bob"))
     try:
         assert len(hub) == 2
@@ -797,13 +746,6 @@ async def test_a_socket_is_closed_with_1013_when_the_database_is_unavailable(cli
     await ws.close()
 
 
-async def _write_db(client, sql: str, params: tuple = ()) -> None:
-    def run() -> None:
-        with closing(sqlite3.connect(client.server.app[keys.config].db_path)) as conn, conn:
-            conn.execute(sql, params)
-    await asyncio.to_thread(run)
-
-
 async def _closed_with(ws, clock) -> int | None:
     """Let the session check run (it sleeps on the test clock), then read the close code."""
     clock.advance(31)
@@ -812,21 +754,17 @@ async def _closed_with(ws, clock) -> int | None:
     return ws.close_code
 
 
-async def test_sockets_of_an_account_deactivated_elsewhere_are_closed_with_4003(client, clock, alice, bob):
-    mine = await client.ws_connect("/ws", headers=bearer(alice))
-    theirs = await client.ws_connect("/ws", headers=bearer(bob))
-    for ws in (mine, theirs):
-        assert (await ws.receive_json(timeout=WAIT))["type"] == "auth_ok"
-    await _write_db(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (alice["bipupu_id"],))
+async def test_sockets_of_an_account_deactivated_elsewhere_are_closed_with_4003(client, clock, alice, bob, open_ws):
+    mine, theirs = await open_ws(alice), await open_ws(bob)
+    await db_write(client, "UPDATE users SET is_active = 0 WHERE bipupu_id = ?", (alice["bipupu_id"],))
     assert await _closed_with(mine, clock) == 4003
     await theirs.send_json({"type": "ping"})
     assert (await theirs.receive_json(timeout=WAIT))["type"] == "pong"  # bob's socket is untouched
     await theirs.close()
 
 
-async def test_sockets_of_a_session_revoked_by_another_process_are_closed_with_4003(client, clock, alice):
+async def test_sockets_of_a_session_revoked_by_another_process_are_closed_with_4003(client, clock, alice, open_ws):
     """What `run.py reset-password` does from its own process: the sessions are revoked in the database."""
-    ws = await client.ws_connect("/ws", headers=bearer(alice))
-    assert (await ws.receive_json(timeout=WAIT))["type"] == "auth_ok"
-    await _write_db(client, "UPDATE sessions SET revoked_at = '2026-01-01T00:00:00Z'")
+    ws = await open_ws(alice)
+    await db_write(client, "UPDATE sessions SET revoked_at = '2026-01-01T00:00:00Z'")
     assert await _closed_with(ws, clock) == 4003

@@ -99,7 +99,7 @@ class Broadcaster:
             return rows
 
         async with self._lock:  # one fan-out at a time; a second tick waits, then finds the day done
-            newest = await store.newest_run_day(self.db, service["id"])
+            newest = await self.db.read(store.newest_run_day, service["id"])
             if newest is not None and day_text <= newest:  # done, or a day the clock jumped back into
                 return 0
             sent = await self._fan_out(service["id"], batch)
@@ -122,7 +122,7 @@ class Broadcaster:
         """Send one message now: to the service's subscribers, or to every active user for a notice service."""
         content = check_content(content)
         pattern_json = check_pattern(pattern)
-        service = await store.by_id(self.db, service_id)
+        service = await self.db.read(store.by_id, service_id)
         if service is None:
             raise NotFound("no such service", code="service_not_found")
         if not service["is_active"]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ..accounts import check_text
+from ..identity import check_text
 from ..clock import Clock, rfc3339
 from ..errors import Conflict, Invalid, NotFound
 from ..ids import MessageIds
@@ -48,14 +48,14 @@ class Services:
 
     async def listing(self, bipupu_id: str) -> list[dict[str, Any]]:
         """GET /services: the active services and whether the caller is subscribed."""
-        mine = await store.subscribed_ids(self.db, bipupu_id)
+        mine = await self.db.read(store.subscribed_ids, bipupu_id)
         return [{"id": s["id"], "name": s["name"], "description": s["description"],
                  "subscribed": s["kind"] == "notice" or s["id"] in mine}
-                for s in await store.all_services(self.db) if s["is_active"]]
+                for s in await self.db.read(store.all_services) if s["is_active"]]
 
     def active_in(self, tx: Tx, service_id: str) -> dict[str, Any] | None:
         """The service a card is addressed to, if it exists and is switched on (inside a write job)."""
-        row = store.by_id_in(tx, service_id) if SERVICE_ID.fullmatch(service_id) else None
+        row = store.by_id(tx, service_id) if SERVICE_ID.fullmatch(service_id) else None
         return row if row is not None and row["is_active"] else None
 
     def first_delivery(self, service: dict[str, Any], now: float) -> datetime:
@@ -104,7 +104,7 @@ class Services:
             await self.db.write(insert)
         except store.ServiceExists:
             raise Conflict("a service with this id exists", code="service_exists", field="id") from None
-        return await store.by_id(self.db, service_id)
+        return await self.db.read(store.by_id, service_id)
 
     async def update(self, service_id: str, **changes: Any) -> dict[str, Any]:
         """Edit name, description, commands, send_time, daily_content or is_active."""
@@ -120,11 +120,11 @@ class Services:
         if unknown:
             raise Invalid(f"unknown field {sorted(unknown)[0]!r}", code="unknown_field", field=sorted(unknown)[0])
         clean = {name: rules[name](value) for name, value in changes.items()}
-        if await store.by_id(self.db, service_id) is None:
+        if await self.db.read(store.by_id, service_id) is None:
             raise NotFound("no such service", code="service_not_found")
 
         def edit(tx: Tx) -> None:
             store.update(tx, service_id, clean)
 
         await self.db.write(edit)
-        return await store.by_id(self.db, service_id)
+        return await self.db.read(store.by_id, service_id)

@@ -36,7 +36,7 @@ class Scheduler:
         now = self.clock.time()
         today = datetime.fromtimestamp(now, self.zone).date()
         sent = 0
-        for service in await store.all_services(self.db):
+        for service in await self.db.read(store.all_services):
             if not service["is_active"] or not _is_daily(service):
                 continue
             if send_instant(service, today, self.zone).timestamp() <= now:
@@ -47,7 +47,7 @@ class Scheduler:
         now = self.clock.time()
         today = datetime.fromtimestamp(now, self.zone).date()
         waits = [MAX_SLEEP_S]
-        for service in await store.all_services(self.db):
+        for service in await self.db.read(store.all_services):
             if service["is_active"] and _is_daily(service):
                 for day in (today, today + timedelta(days=1)):
                     due = send_instant(service, day, self.zone).timestamp() - now

@@ -6,6 +6,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .db import connect
+
 PAGES_PER_STEP = 1024  # copy in steps so a running server's writer is never held up for long
 
 
@@ -27,9 +29,8 @@ def backup_database(source: Path, target: Path) -> int:
         raise BackupError(f"{target} is a directory; give a file name")
     partial = target.with_name(f".{target.name}.partial")
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src = connect(source, read_only=True)
         try:
-            src.execute("PRAGMA busy_timeout = 5000")
             dst = sqlite3.connect(partial)
             try:
                 src.backup(dst, pages=PAGES_PER_STEP)

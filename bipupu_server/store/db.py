@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-import aiosqlite
 
 log = logging.getLogger(__name__)
 
@@ -19,101 +20,8 @@ T = TypeVar("T")
 
 # Package data (setup.cfg), so an installed wheel finds it too; the repo's top-level schema.sql links here.
 SCHEMA_PATH = resources.files("bipupu_server") / "schema.sql"
-SCHEMA_VERSION = 4
-# version -> SQL that upgrades a database from version-1 to version. schema.sql is always the
-# result of applying all of them; add the change to both.
-MIGRATIONS: dict[int, str] = {
-    2: """-- Postcards. A row is one card; each side's mailbox shows it while its flag is 1. A card
--- silently dropped (block, contacts_only privacy) is stored for the sender only.
-CREATE TABLE messages (
-    id             TEXT NOT NULL PRIMARY KEY,   -- UUIDv7: string order = acceptance order
-    sender_id      TEXT NOT NULL,               -- a bipupu_id or a service id
-    receiver_id    TEXT NOT NULL,               -- a bipupu_id or a service id
-    content        TEXT NOT NULL,
-    msg_type       TEXT NOT NULL
-                   CHECK (msg_type IN ('USER_POSTCARD', 'VOICE_TRANSCRIPT', 'COSMIC_BROADCAST')),
-    pattern        TEXT NOT NULL DEFAULT '{}',  -- JSON object
-    created_at     TEXT NOT NULL,
-    client_msg_id  TEXT,                        -- the sender's idempotency key
-    in_inbox       INTEGER NOT NULL DEFAULT 1 CHECK (in_inbox IN (0, 1)),
-    in_outbox      INTEGER NOT NULL DEFAULT 1 CHECK (in_outbox IN (0, 1)),
-    dropped        INTEGER NOT NULL DEFAULT 0 CHECK (dropped IN (0, 1))
-) STRICT, WITHOUT ROWID;
-CREATE UNIQUE INDEX messages_by_client_id ON messages (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
-CREATE INDEX messages_by_receiver ON messages (receiver_id, id);
-CREATE INDEX messages_by_sender ON messages (sender_id, id);
-CREATE INDEX messages_by_pair ON messages (sender_id, receiver_id, id);
-
-CREATE TABLE trusted_contacts (
-    owner_id    TEXT NOT NULL REFERENCES users (bipupu_id),
-    contact_id  TEXT NOT NULL REFERENCES users (bipupu_id),
-    alias       TEXT,
-    created_at  TEXT NOT NULL,
-    PRIMARY KEY (owner_id, contact_id)
-) STRICT, WITHOUT ROWID;
-
-CREATE TABLE user_blocks (
-    blocker_id  TEXT NOT NULL REFERENCES users (bipupu_id),
-    blocked_id  TEXT NOT NULL REFERENCES users (bipupu_id),
-    created_at  TEXT NOT NULL,
-    PRIMARY KEY (blocker_id, blocked_id)
-) STRICT, WITHOUT ROWID;
-""",
-    3: """-- Service accounts: cards to them are commands; they answer and broadcast as COSMIC_BROADCAST.
--- kind: 'fortune' (a generated daily fortune), 'notice' (reaches every active user, no
--- subscription), 'custom' (sends daily_content every day when it is set).
-CREATE TABLE services (
-    id             TEXT PRIMARY KEY
-                   CHECK (id GLOB '[a-z]*.[a-z]*' AND id NOT GLOB '*[^a-z0-9_.]*'),
-    name           TEXT NOT NULL,
-    description    TEXT NOT NULL,
-    kind           TEXT NOT NULL CHECK (kind IN ('fortune', 'notice', 'custom')),
-    commands       TEXT NOT NULL,               -- JSON {"subscribe": [...], "unsubscribe": [...], "help": [...]}
-    send_time      TEXT NOT NULL DEFAULT '00:00' CHECK (send_time GLOB '[0-2][0-9]:[0-5][0-9]'),
-    daily_content  TEXT,
-    is_active      INTEGER NOT NULL DEFAULT 1 CHECK (is_active IN (0, 1)),
-    created_at     TEXT NOT NULL
-) STRICT;
-INSERT INTO services (id, name, description, kind, commands, created_at) VALUES
-    ('cosmic.fortune', '宇宙运势', '每天一份属于你的运势：宜忌、幸运色和幸运数字，幸运色会点亮你的 pupu。', 'fortune',
-     '{"subscribe": ["TD", "订阅", "SUB"], "unsubscribe": ["退订", "STOP", "UNSUB"], "help": ["?", "HELP", "帮助"]}',
-     strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    ('bipupu.notice', '系统通知', '来自 Bipupu 管理员的公告，发给每一位用户。', 'notice',
-     '{"subscribe": ["TD", "订阅", "SUB"], "unsubscribe": ["退订", "STOP", "UNSUB"], "help": ["?", "HELP", "帮助"]}',
-     strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
-
-CREATE TABLE subscriptions (
-    service_id  TEXT NOT NULL REFERENCES services (id),
-    bipupu_id   TEXT NOT NULL REFERENCES users (bipupu_id),
-    created_at  TEXT NOT NULL,
-    PRIMARY KEY (service_id, bipupu_id)
-) STRICT, WITHOUT ROWID;
-
--- One row per (service, local day, user) that got that day's broadcast: the primary key is
--- what makes the daily broadcast exactly-once across restarts, clock jumps and double ticks.
-CREATE TABLE daily_deliveries (
-    service_id  TEXT NOT NULL,
-    day         TEXT NOT NULL,                  -- YYYY-MM-DD in BIPUPU_TIMEZONE
-    bipupu_id   TEXT NOT NULL,
-    message_id  TEXT NOT NULL,
-    PRIMARY KEY (service_id, day, bipupu_id)
-) STRICT, WITHOUT ROWID;
-
--- A day's broadcast of a service that ran to its end (an unfinished one resumes at start-up).
-CREATE TABLE broadcast_runs (
-    service_id   TEXT NOT NULL,
-    day          TEXT NOT NULL,
-    finished_at  TEXT NOT NULL,
-    sent         INTEGER NOT NULL,
-    duration_s   REAL NOT NULL,
-    PRIMARY KEY (service_id, day)
-) STRICT, WITHOUT ROWID;
-""",
-    4: """-- The stranger quota counts only cards sent while the sender was not the receiver's contact;
--- cards stored before this column are taken as a stranger's (as they were counted until now).
-ALTER TABLE messages ADD COLUMN from_stranger INTEGER NOT NULL DEFAULT 1 CHECK (from_stranger IN (0, 1));
-""",
-}
+# The numbered steps from version 1 on: NNNN_name.sql files, package data too (MIGRATIONS below).
+MIGRATIONS_PATH = resources.files("bipupu_server") / "migrations"
 
 BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 256
@@ -127,14 +35,60 @@ class SchemaTooNew(DatabaseError):
     """The database was written by a newer server than this one."""
 
 
+_MIGRATION_NAME = re.compile(r"([0-9]{4})_[a-z0-9_]+\.sql")
+
+
+def _load_migrations(directory: Traversable) -> dict[int, str]:
+    """The .sql files of `directory` by number; they must be NNNN_name.sql, numbered 1, 2, 3… without gaps."""
+    try:
+        found = sorted((entry.name, entry) for entry in directory.iterdir() if entry.name.endswith(".sql"))
+        migrations: dict[int, str] = {}
+        for name, entry in found:
+            match = _MIGRATION_NAME.fullmatch(name)
+            if match is None:
+                raise DatabaseError(f"migration {name} in {directory} is not named NNNN_name.sql")
+            if int(match[1]) in migrations:
+                raise DatabaseError(f"{directory} holds two migrations numbered {match[1]}")
+            migrations[int(match[1])] = entry.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatabaseError(f"cannot read the migrations in {directory}: {exc.strerror or exc}") from None
+    if not migrations or sorted(migrations) != list(range(1, len(migrations) + 1)):
+        numbers = ", ".join(f"{n:04d}" for n in sorted(migrations)) or "none"
+        raise DatabaseError(f"the migrations in {directory} must be numbered 0001, 0002… without gaps; "
+                            f"found {numbers}")
+    return migrations
+
+
+# version -> the SQL that takes a database from version-1 to version (1: the first schema). schema.sql
+# is always the result of applying them all: a change goes into a new file and into schema.sql, and
+# tests/test_db.py checks that the two ways give the same database.
+MIGRATIONS: dict[int, str] = _load_migrations(MIGRATIONS_PATH)
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
 def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
     return {col[0]: value for col, value in zip(cursor.description, row)}
 
 
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Every connection to a Bipupu database is made here (writer, reader, backup): rows as dicts, same PRAGMAs.
+
+    Autocommit mode: transactions are begun and ended explicitly. Usable from one thread at a time.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = _row_dict
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _configure_writer(conn: sqlite3.Connection) -> None:
-    conn.row_factory = _row_dict
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
     if next(iter(mode.values())) != "wal":
         raise DatabaseError("cannot switch the database to WAL mode")
@@ -143,18 +97,14 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_size_limit = 67108864")
 
 
-class Tx:
-    """The writer connection as one write job sees it: inside the batch transaction, on the writer thread."""
+class Reader:
+    """A connection as a read sees it. Store functions take one, so each is written once and serves
+    both a plain read (`await db.read(fn, ...)`) and a write job (a Tx is a Reader too)."""
+
+    __slots__ = ("_conn",)
 
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
-
-    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
-        """Run one statement; returns the number of rows it changed."""
-        return self._conn.execute(sql, _params(params)).rowcount
-
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        self._conn.executemany(sql, rows)
 
     def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
         return self._conn.execute(sql, _params(params)).fetchone()
@@ -163,41 +113,56 @@ class Tx:
         return self._conn.execute(sql, _params(params)).fetchall()
 
 
+class Tx(Reader):
+    """The writer connection as one write job sees it: inside the batch transaction, on the writer thread."""
+
+    __slots__ = ()
+
+    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        return self._conn.execute(sql, _params(params)).rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+
 WriteJob = Callable[[Tx], T]
 
 
 class Database:
-    """One SQLite file: an aiosqlite reader, and one writer thread that group-commits write jobs.
+    """One SQLite file: a reader thread, and one writer thread that group-commits write jobs.
 
-    A write job is a plain function of a Tx. The writer task collects the jobs queued meanwhile
+    A read is a plain function of a Reader, run whole on the reader thread in one read
+    transaction (one snapshot), like datasette's execute_fn. A write job is a plain function of a Tx. The writer task collects the jobs queued meanwhile
     and runs them as one batch on its own thread: BEGIN IMMEDIATE, a savepoint per job, one
     COMMIT (one fsync). A batch never waits on the event loop, so nothing the loop does can
     hold a write lock open, and a batch costs one thread hop however many statements it runs.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, monotonic: Callable[[], float] = time.monotonic):
         self.path = Path(path)
-        self._reader: aiosqlite.Connection | None = None
+        self._monotonic = monotonic
+        self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bipupu-writer")
+        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bipupu-reader")
         self._queue: asyncio.Queue[tuple[WriteJob, asyncio.Future]] = asyncio.Queue()
         self._writer_task: asyncio.Task | None = None
         self.commits = 0  # batches committed; jobs/commits shows how well group commit works
         self.write_error: str | None = None  # why the last write failed (disk full, read-only…), until one succeeds
-        self.write_error_at = 0.0  # time.monotonic() of that failure
+        self.write_error_at = 0.0  # monotonic time of that failure
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, lambda: fn(*args, **kwargs))
 
     async def open(self) -> None:
         """Open both connections, bring the schema up to date, and start the writer."""
         try:
             await self._on_writer(self._open_writer)
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            self._reader.row_factory = _row_dict
-            for pragma in (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys = ON",
-                           "PRAGMA query_only = ON"):
-                await self._reader.execute(pragma)
+            self._reader = await self._on_reader(connect, self.path, read_only=True)
         except sqlite3.DatabaseError as exc:
             await self._close_connections(checkpoint=False)
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
@@ -207,7 +172,7 @@ class Database:
         self._writer_task = asyncio.create_task(self._write_loop(), name="bipupu-db-writer")
 
     def _open_writer(self) -> None:
-        self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._writer = connect(self.path)
         _configure_writer(self._writer)
         self._migrate()
         _probe_write(Tx(self._writer), in_transaction=False)  # a read-only file opens silently: find out now
@@ -250,11 +215,12 @@ class Database:
             self._writer_task = None
         await self._close_connections()
         self._thread.shutdown(wait=True)
+        self._read_thread.shutdown(wait=True)
 
     async def _close_connections(self, *, checkpoint: bool = True) -> None:
         if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
+            reader, self._reader = self._reader, None
+            await self._on_reader(reader.close)
         if self._writer is not None:
             await self._on_writer(self._close_writer, checkpoint)
 
@@ -269,19 +235,31 @@ class Database:
                 log.warning("WAL checkpoint at close failed: %s", exc)
         conn.close()
 
-    # Reads: on their own connection, seeing only committed data.
+    # Reads: on their own connection and thread, seeing only committed data.
 
-    async def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
-        rows = await self._reading().execute_fetchall(sql, _params(params))
-        return rows[0] if rows else None
-
-    async def fetchall(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
-        return list(await self._reading().execute_fetchall(sql, _params(params)))
-
-    def _reading(self) -> aiosqlite.Connection:
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(reader, *args, **kwargs)` on the reader thread in one read transaction; returns its result."""
         if self._reader is None:
             raise DatabaseError("database is closed")
-        return self._reader
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, self._run_read, fn, args, kwargs)
+
+    def _run_read(self, fn: Callable[..., T], args: tuple, kwargs: dict[str, Any]) -> T:
+        conn = self._reader
+        if conn is None:
+            raise DatabaseError("database is closed")
+        conn.execute("BEGIN")
+        try:
+            return fn(Reader(conn), *args, **kwargs)
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
+        """One row of a query (for tests and tools; the server's reads are store functions)."""
+        return await self.read(Reader.fetchone, sql, params)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        return await self.read(Reader.fetchall, sql, params)
 
     async def probe_write(self) -> None:
         """A write that changes nothing, to learn whether writes work again; raises if not."""
@@ -309,7 +287,7 @@ class Database:
             failures = [v for ok, v in outcomes if not ok and isinstance(v, sqlite3.Error)
                         and not isinstance(v, sqlite3.IntegrityError)]
             if failures:
-                self.write_error, self.write_error_at = str(failures[0]), time.monotonic()
+                self.write_error, self.write_error_at = str(failures[0]), self._monotonic()
             else:
                 self.write_error = None
             for (_, future), (ok, value) in zip(batch, outcomes):
@@ -347,6 +325,11 @@ class Database:
             raise
         self.commits += 1
         return outcomes
+
+
+def probe_read(q: Reader) -> None:
+    """A read that touches the file: does the database answer at all."""
+    q.fetchone("SELECT count(*) FROM sqlite_master")
 
 
 def _probe_write(tx: Tx, in_transaction: bool = True) -> None:

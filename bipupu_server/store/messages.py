@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Database, Tx
+from .db import Reader, Tx
 
 COLUMNS = "id, sender_id, receiver_id, content, msg_type, pattern, created_at"
 MAX_REPLAY = 500
@@ -43,19 +43,19 @@ def insert_many(tx: Tx, rows: list[NewMessage]) -> None:
     )
 
 
-async def newest_id(db: Database) -> str | None:
-    row = await db.fetchone("SELECT max(id) AS id FROM messages")
+def newest_id(q: Reader) -> str | None:
+    row = q.fetchone("SELECT max(id) AS id FROM messages")
     return row["id"]
 
 
-def by_client_id(tx: Tx, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
-    return tx.fetchone(
+def by_client_id(q: Reader, sender_id: str, client_msg_id: str) -> dict[str, Any] | None:
+    return q.fetchone(
         f"SELECT {COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?", (sender_id, client_msg_id))
 
 
-def count_sent_since(tx: Tx, sender_id: str, receiver_id: str, floor_id: str) -> int:
+def count_sent_since(q: Reader, sender_id: str, receiver_id: str, floor_id: str) -> int:
     """Cards a stranger sent to receiver with ids from floor_id on (dropped and deleted ones count too)."""
-    row = tx.fetchone(
+    row = q.fetchone(
         "SELECT count(*) AS n FROM messages WHERE sender_id = ? AND receiver_id = ? AND id >= ? AND from_stranger = 1",
         (sender_id, receiver_id, floor_id))
     return row["n"]
@@ -76,22 +76,34 @@ def _visible(direction: str) -> tuple[str, str]:
     return MAILBOXES[direction]
 
 
-async def mailbox(db: Database, me: str, *, direction: str, limit: int, before: str | None = None,
-                  since: str | None = None, msg_type: str | None = None, peer: str | None = None) -> list[dict]:
-    """One page of the caller's mailbox: newest first, or oldest first after `since`; limit+1 rows."""
+def mailbox(q: Reader, me: str, *, direction: str, limit: int, before: str | None = None,
+            msg_type: str | None = None, peer: str | None = None) -> list[dict]:
+    """Up to `limit` cards of the caller's mailbox, newest first (below `before`, if given)."""
+    return _select(q, me, direction=direction, limit=limit, before=before, after=None, msg_type=msg_type, peer=peer,
+                   order="DESC")
+
+
+def since(q: Reader, me: str, after_id: str | None, *, limit: int = MAX_REPLAY, direction: str = "received",
+          before: str | None = None, msg_type: str | None = None, peer: str | None = None) -> list[dict]:
+    """Up to `limit` cards of the caller's mailbox after `after_id` (None: from the first), oldest first."""
+    return _select(q, me, direction=direction, limit=limit, before=before, after=after_id, msg_type=msg_type,
+                   peer=peer, order="ASC")
+
+
+def _select(q: Reader, me: str, *, direction: str, limit: int, before: str | None, after: str | None,
+            msg_type: str | None, peer: str | None, order: str) -> list[dict]:
     visible, peer_clause = _visible(direction)
     where = [visible]
-    params: dict[str, Any] = {"me": me, "peer": peer, "before": before, "since": since, "msg_type": msg_type,
-                              "limit": limit + 1}
+    params: dict[str, Any] = {"me": me, "peer": peer, "before": before, "after": after, "msg_type": msg_type,
+                              "limit": limit}
     if peer is not None:
         where.append(peer_clause)
     if msg_type is not None:
         where.append("msg_type = :msg_type")
     if before is not None:
         where.append("id < :before")
-    if since is not None:
-        where.append("id > :since")
-    order = "ASC" if since is not None else "DESC"
+    if after is not None:
+        where.append("id > :after")
     if direction == "all":  # two index range scans rather than one scan of everything
         received, sent = MAILBOXES["received"][0], MAILBOXES["sent"][0]
         rest = " AND ".join(where[1:]) or "1"
@@ -100,11 +112,11 @@ async def mailbox(db: Database, me: str, *, direction: str, limit: int, before: 
                f" ORDER BY id {order} LIMIT :limit")
     else:
         sql = f"SELECT {COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT :limit"
-    return await db.fetchall(sql, params)
+    return q.fetchall(sql, params)
 
 
-async def visible_one(db: Database, me: str, message_id: str) -> dict[str, Any] | None:
-    return await db.fetchone(
+def visible_one(q: Reader, me: str, message_id: str) -> dict[str, Any] | None:
+    return q.fetchone(
         f"SELECT {COLUMNS} FROM messages WHERE id = :id AND"
         " ((receiver_id = :me AND in_inbox = 1) OR (sender_id = :me AND in_outbox = 1))",
         {"id": message_id, "me": me})
@@ -120,8 +132,9 @@ def remove_from_mailbox(tx: Tx, me: str, message_id: str) -> bool:
     return changed == 1
 
 
-async def inbox_since(db: Database, me: str, since: str | None, limit: int = MAX_REPLAY) -> list[dict]:
-    """What a reconnecting socket missed: delivered cards after `since`, oldest first."""
-    return await db.fetchall(
-        f"SELECT {COLUMNS} FROM messages WHERE receiver_id = ? AND in_inbox = 1 AND id > ? ORDER BY id LIMIT ?",
-        (me, since or "", limit))
+def counts_of(q: Reader, bipupu_id: str) -> dict[str, int]:
+    """Cards the user sent and received (as stored, whoever has since deleted them)."""
+    sent = q.fetchone("SELECT count(*) AS n FROM messages WHERE sender_id = ?", (bipupu_id,))["n"]
+    received = q.fetchone("SELECT count(*) AS n FROM messages WHERE receiver_id = ? AND dropped = 0",
+                          (bipupu_id,))["n"]
+    return {"cards_sent": sent, "cards_received": received}

@@ -5,25 +5,21 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .db import Database, Tx
+from .db import Reader, Tx
 
 COLUMNS = "id, name, description, kind, commands, send_time, daily_content, is_active, created_at"
 
 
-async def all_services(db: Database) -> list[dict[str, Any]]:
-    return await db.fetchall(f"SELECT {COLUMNS} FROM services ORDER BY id")
+def all_services(q: Reader) -> list[dict[str, Any]]:
+    return q.fetchall(f"SELECT {COLUMNS} FROM services ORDER BY id")
 
 
-async def by_id(db: Database, service_id: str) -> dict[str, Any] | None:
-    return await db.fetchone(f"SELECT {COLUMNS} FROM services WHERE id = ?", (service_id,))
+def by_id(q: Reader, service_id: str) -> dict[str, Any] | None:
+    return q.fetchone(f"SELECT {COLUMNS} FROM services WHERE id = ?", (service_id,))
 
 
-def by_id_in(tx: Tx, service_id: str) -> dict[str, Any] | None:
-    return tx.fetchone(f"SELECT {COLUMNS} FROM services WHERE id = ?", (service_id,))
-
-
-async def subscribed_ids(db: Database, bipupu_id: str) -> set[str]:
-    rows = await db.fetchall("SELECT service_id FROM subscriptions WHERE bipupu_id = ?", (bipupu_id,))
+def subscribed_ids(q: Reader, bipupu_id: str) -> set[str]:
+    rows = q.fetchall("SELECT service_id FROM subscriptions WHERE bipupu_id = ?", (bipupu_id,))
     return {r["service_id"] for r in rows}
 
 
@@ -38,14 +34,14 @@ def unsubscribe(tx: Tx, service_id: str, bipupu_id: str) -> bool:
                             (service_id, bipupu_id)) == 1
 
 
-def pending_daily(tx: Tx, service_id: str, day: str, subscribed_by: str, after: str,
+def pending_daily(q: Reader, service_id: str, day: str, subscribed_by: str, after: str,
                         limit: int) -> list[dict[str, Any]]:
     """Active subscribers (subscribed before the day's send time) who have not had the day's broadcast.
 
     Strictly before: created_at has whole seconds, and someone subscribing in the send second
     was told the first broadcast comes the next day.
     """
-    return tx.fetchall(
+    return q.fetchall(
         "SELECT s.bipupu_id, u.cosmic_profile FROM subscriptions s JOIN users u ON u.bipupu_id = s.bipupu_id"
         " WHERE s.service_id = :service AND s.created_at < :by AND s.bipupu_id > :after AND u.is_active = 1"
         " AND NOT EXISTS (SELECT 1 FROM daily_deliveries d"
@@ -68,19 +64,19 @@ def finish_run(tx: Tx, service_id: str, day: str, now_text: str, sent: int, dura
         (service_id, day, now_text, sent, duration_s))
 
 
-async def newest_run_day(db: Database, service_id: str) -> str | None:
-    row = await db.fetchone("SELECT max(day) AS day FROM broadcast_runs WHERE service_id = ?", (service_id,))
+def newest_run_day(q: Reader, service_id: str) -> str | None:
+    row = q.fetchone("SELECT max(day) AS day FROM broadcast_runs WHERE service_id = ?", (service_id,))
     return row["day"]
 
 
-def recipients(tx: Tx, service_id: str | None, after: str, limit: int) -> list[str]:
+def recipients(q: Reader, service_id: str | None, after: str, limit: int) -> list[str]:
     """Active users a broadcast-now reaches: a service's subscribers, or everyone (service_id None)."""
     if service_id is None:
-        rows = tx.fetchall(
+        rows = q.fetchall(
             "SELECT bipupu_id FROM users WHERE is_active = 1 AND bipupu_id > ? ORDER BY bipupu_id LIMIT ?",
             (after, limit))
     else:
-        rows = tx.fetchall(
+        rows = q.fetchall(
             "SELECT s.bipupu_id FROM subscriptions s JOIN users u ON u.bipupu_id = s.bipupu_id"
             " WHERE s.service_id = ? AND u.is_active = 1 AND s.bipupu_id > ? ORDER BY s.bipupu_id LIMIT ?",
             (service_id, after, limit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .db import Database, Tx
+from .db import Reader, Tx
 
 
 def create(tx: Tx, *, session_id: str, user_id: str, now_text: str, expires_ts: int) -> None:
@@ -21,9 +21,9 @@ def add_refresh_token(tx: Tx, *, token_hash: str, session_id: str, issued_ts: in
     )
 
 
-def refresh_token(tx: Tx, token_hash: str) -> dict[str, Any] | None:
+def refresh_token(q: Reader, token_hash: str) -> dict[str, Any] | None:
     """The refresh token row joined with its session and user."""
-    return tx.fetchone(
+    return q.fetchone(
         "SELECT t.session_id, t.expires_ts AS token_expires_ts, t.rotated_ts, s.user_id, s.revoked_at,"
         " u.bipupu_id, u.is_active FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
         " JOIN users u ON u.id = s.user_id WHERE t.token_hash = ?",
@@ -47,14 +47,9 @@ FOR_ACCESS = ("SELECT s.user_id, s.revoked_at, u.bipupu_id, u.is_active, u.is_ad
               " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?")
 
 
-async def for_access(db: Database, session_id: str) -> dict[str, Any] | None:
+def for_access(q: Reader, session_id: str) -> dict[str, Any] | None:
     """What an access token check needs: is the session live, is its user active."""
-    return await db.fetchone(FOR_ACCESS, (session_id,))
-
-
-def for_access_in(tx: Tx, session_id: str) -> dict[str, Any] | None:
-    """The same, inside a write job."""
-    return tx.fetchone(FOR_ACCESS, (session_id,))
+    return q.fetchone(FOR_ACCESS, (session_id,))
 
 
 def revoke(tx: Tx, session_id: str, *, now_text: str, why: str) -> int:
@@ -76,10 +71,10 @@ def revoke_all(tx: Tx, user_id: str, *, now_text: str, why: str, keep: str | Non
     return ids
 
 
-async def ended(db: Database, session_ids: list[str]) -> list[str]:
+def ended(q: Reader, session_ids: list[str]) -> list[str]:
     """Those of the sessions that were signed out, or whose account was deactivated."""
     marks = ", ".join("?" * len(session_ids))
-    rows = await db.fetchall(
+    rows = q.fetchall(
         f"SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id IN ({marks})"
         " AND (s.revoked_at IS NOT NULL OR u.is_active = 0)", session_ids)
     return [r["id"] for r in rows]
@@ -88,3 +83,15 @@ async def ended(db: Database, session_ids: list[str]) -> list[str]:
 def delete_lapsed_tokens(tx: Tx, now_ts: int) -> int:
     """Forget refresh tokens that have lapsed: they can no longer be used nor reused."""
     return tx.execute("DELETE FROM refresh_tokens WHERE expires_ts < ?", (now_ts,))
+
+
+def of_user(q: Reader, user_id: str, now_ts: int) -> list[dict[str, Any]]:
+    """The user's logins that can still be used (not signed out, not lapsed), newest first."""
+    return q.fetchall(
+        "SELECT id, created_at, refreshed_at FROM sessions WHERE user_id = ? AND revoked_at IS NULL"
+        " AND expires_ts > ? ORDER BY created_at DESC, id", (user_id, now_ts))
+
+
+def last_seen(q: Reader, user_id: str) -> str | None:
+    """When the user last logged in or refreshed a token."""
+    return q.fetchone("SELECT max(refreshed_at) AS at FROM sessions WHERE user_id = ?", (user_id,))["at"]

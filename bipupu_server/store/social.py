@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .db import Database, Tx
+from .db import Reader, Tx
 
 
-def recipient(tx: Tx, receiver_id: str, sender_id: str) -> dict[str, Any] | None:
+def recipient(q: Reader, receiver_id: str, sender_id: str) -> dict[str, Any] | None:
     """The receiver's state as it bears on a card from sender: active, privacy, blocked, trusted."""
-    return tx.fetchone(
+    return q.fetchone(
         "SELECT u.is_active, u.privacy,"
         " EXISTS (SELECT 1 FROM user_blocks WHERE blocker_id = u.bipupu_id AND blocked_id = :sender) AS blocked,"
         " EXISTS (SELECT 1 FROM trusted_contacts WHERE owner_id = u.bipupu_id AND contact_id = :sender) AS trusted"
@@ -36,12 +36,12 @@ CONTACT_VIEW = ("SELECT c.contact_id, c.alias, u.nickname, u.avatar_url, c.creat
                 " JOIN users u ON u.bipupu_id = c.contact_id")
 
 
-async def contacts(db: Database, owner: str) -> list[dict[str, Any]]:
-    return await db.fetchall(f"{CONTACT_VIEW} WHERE c.owner_id = ? ORDER BY c.created_at, c.contact_id", (owner,))
+def contacts(q: Reader, owner: str) -> list[dict[str, Any]]:
+    return q.fetchall(f"{CONTACT_VIEW} WHERE c.owner_id = ? ORDER BY c.created_at, c.contact_id", (owner,))
 
 
-async def contact(db: Database, owner: str, contact_id: str) -> dict[str, Any] | None:
-    return await db.fetchone(f"{CONTACT_VIEW} WHERE c.owner_id = ? AND c.contact_id = ?", (owner, contact_id))
+def contact(q: Reader, owner: str, contact_id: str) -> dict[str, Any] | None:
+    return q.fetchone(f"{CONTACT_VIEW} WHERE c.owner_id = ? AND c.contact_id = ?", (owner, contact_id))
 
 
 def set_alias(tx: Tx, owner: str, contact_id: str, alias: str | None) -> bool:
@@ -64,8 +64,8 @@ def add_block(tx: Tx, blocker: str, blocked: str, now_text: str) -> None:
         raise
 
 
-async def blocks(db: Database, blocker: str) -> list[dict[str, Any]]:
-    return await db.fetchall(
+def blocks(q: Reader, blocker: str) -> list[dict[str, Any]]:
+    return q.fetchall(
         "SELECT b.blocked_id, u.nickname, u.avatar_url, b.created_at FROM user_blocks b"
         " JOIN users u ON u.bipupu_id = b.blocked_id WHERE b.blocker_id = ? ORDER BY b.created_at, b.blocked_id",
         (blocker,))

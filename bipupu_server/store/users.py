@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Conflict
-from .db import Database, Tx
+from .db import Reader, Tx
 
 MAX_BIPUPU_ID = 99_999_999
 
@@ -50,21 +50,21 @@ def create(tx: Tx, user: NewUser) -> str:
     return bipupu_id
 
 
-async def count(db: Database) -> int:
-    row = await db.fetchone("SELECT count(*) AS n FROM users")
+def count(q: Reader) -> int:
+    row = q.fetchone("SELECT count(*) AS n FROM users")
     return row["n"]
 
 
-async def by_username_key(db: Database, key: str) -> dict[str, Any] | None:
-    return await db.fetchone(f"SELECT {PUBLIC_COLUMNS}, password_hash FROM users WHERE username_key = ?", (key,))
+def by_username_key(q: Reader, key: str) -> dict[str, Any] | None:
+    return q.fetchone(f"SELECT {PUBLIC_COLUMNS}, password_hash FROM users WHERE username_key = ?", (key,))
 
 
-async def by_bipupu_id(db: Database, bipupu_id: str) -> dict[str, Any] | None:
-    return await db.fetchone(f"SELECT {PUBLIC_COLUMNS} FROM users WHERE bipupu_id = ?", (bipupu_id,))
+def by_bipupu_id(q: Reader, bipupu_id: str) -> dict[str, Any] | None:
+    return q.fetchone(f"SELECT {PUBLIC_COLUMNS} FROM users WHERE bipupu_id = ?", (bipupu_id,))
 
 
-async def by_id(db: Database, user_id: str) -> dict[str, Any] | None:
-    return await db.fetchone(f"SELECT {PUBLIC_COLUMNS}, password_hash FROM users WHERE id = ?", (user_id,))
+def by_id(q: Reader, user_id: str) -> dict[str, Any] | None:
+    return q.fetchone(f"SELECT {PUBLIC_COLUMNS}, password_hash FROM users WHERE id = ?", (user_id,))
 
 
 PROFILE_FIELDS = ("nickname", "avatar_url", "cosmic_profile", "privacy")
@@ -82,3 +82,37 @@ def update_profile(tx: Tx, user_id: str, changes: dict[str, Any]) -> None:
 
 def set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
     tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+
+def search(q: Reader, text: str | None, key: str | None, after: str, limit: int) -> list[dict[str, Any]]:
+    """Users after `after` in bipupu_id order whose username key or nickname contains the text, or whose
+    bipupu_id starts with it (LIKE wildcards in the text match themselves)."""
+    if text is None:
+        return q.fetchall(f"SELECT {PUBLIC_COLUMNS} FROM users WHERE bipupu_id > ? ORDER BY bipupu_id LIMIT ?",
+                          (after, limit))
+    return q.fetchall(
+        f"SELECT {PUBLIC_COLUMNS} FROM users WHERE bipupu_id > :after AND (username_key LIKE :key ESCAPE '\\'"
+        " OR nickname LIKE :text ESCAPE '\\' OR bipupu_id LIKE :prefix ESCAPE '\\')"
+        " ORDER BY bipupu_id LIMIT :limit",
+        {"after": after, "key": f"%{_like(key or '')}%", "text": f"%{_like(text)}%", "prefix": f"{_like(text)}%",
+         "limit": limit})
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def active_admins(q: Reader, *, excluding: str | None = None) -> int:
+    """How many active admins there are, not counting `excluding` (a user id)."""
+    row = q.fetchone("SELECT count(*) AS n FROM users WHERE is_admin = 1 AND is_active = 1 AND id IS NOT ?",
+                     (excluding,))
+    return row["n"]
+
+
+def set_active(tx: Tx, user_id: str, active: bool) -> None:
+    tx.execute("UPDATE users SET is_active = ? WHERE id = ?", (int(active), user_id))
+
+
+def set_admin(tx: Tx, user_id: str, admin: bool) -> None:
+    tx.execute("UPDATE users SET is_admin = ? WHERE id = ?", (int(admin), user_id))
+

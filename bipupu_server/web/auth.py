@@ -7,7 +7,7 @@ from msgspec import UNSET
 
 from .. import keys
 from ..errors import AppError
-from ..hub import SIGNED_OUT
+from ..protocol import SIGNED_OUT
 from .responses import bearer_token, client_address, json_body, json_response, principal
 from .shapes import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest
 

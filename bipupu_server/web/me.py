@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import keys
-from ..accounts import IMMUTABLE_FIELDS, PROFILE_RULES
+from ..identity import IMMUTABLE_FIELDS, PROFILE_RULES
 from ..errors import Invalid
-from ..hub import SIGNED_OUT
+from ..protocol import SIGNED_OUT
 from .responses import json_body, json_response, principal
 from .shapes import MeUpdate, PasswordChange, present
 

@@ -16,8 +16,8 @@ from aiohttp import web
 from .. import __version__
 from ..config import Config
 from ..errors import CODES
-from ..hub import (BAD_TOKEN, GOING_AWAY, IDLE, REPLACED, SIGNED_OUT, TOO_BIG, TOO_SLOW,
-                   TRY_AGAIN_LATER)
+from ..protocol import (BAD_TOKEN, GOING_AWAY, IDLE, REPLACED, SIGNED_OUT, TOO_BIG, TOO_SLOW,
+                        TRY_AGAIN_LATER)
 from ..store.messages import MAX_REPLAY
 from . import shapes
 

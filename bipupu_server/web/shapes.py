@@ -20,9 +20,9 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from .. import errors
-from ..accounts import (AVATAR_URL_MAX, BIPUPU_ID, IMMUTABLE_FIELDS, NICKNAME_MAX, PASSWORD_MAX_BYTES,
-                        PASSWORD_MIN_BYTES, PRIVACY_CHOICES, PROFILE_MAX_BYTES, PROFILE_MAX_DEPTH, USERNAME_MAX,
-                        USERNAME_MIN)
+from ..identity import (AVATAR_URL_MAX, BIPUPU_ID, IMMUTABLE_FIELDS, NICKNAME_MAX, PRIVACY_CHOICES,
+                        PROFILE_MAX_BYTES, PROFILE_MAX_DEPTH, USERNAME_MAX, USERNAME_MIN)
+from ..passwords import PASSWORD_MAX_BYTES, PASSWORD_MIN_BYTES
 from ..contacts import ALIAS_MAX
 from ..errors import BadRequest, Invalid
 from ..ids import MESSAGE_ID

@@ -14,15 +14,15 @@ from .. import keys
 from ..accounts import Principal
 from ..clock import rfc3339
 from ..errors import AppError, BadRequest, Forbidden
-from ..hub import (BAD_TOKEN, CLOSE_TIMEOUT_S, IDLE, SIGNED_OUT, TOO_SLOW, TRY_AGAIN_LATER, Socket, frame,
-                   message_frame)
+from ..hub import CLOSE_TIMEOUT_S, Socket
 from ..ids import is_message_id
-from ..mailbox import message_view
+from ..protocol import (AUTH, AUTH_OK, BAD_TOKEN, ERROR, IDLE, PING, PONG, REPLAY_DONE, SIGNED_OUT, TOO_SLOW,
+                        TRY_AGAIN_LATER, frame, message_frame)
 from ..store import messages
 from ..store.db import DatabaseError
 from .responses import bearer_token
 
-PONG = frame("pong")
+PONG_FRAME = frame(PONG)
 
 
 class Refused(Exception):
@@ -61,15 +61,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                       abort=transport.abort if transport is not None else None)
         hub.attach(sock)  # from here live messages are held until the replay is queued
         try:
-            replay = await messages.inbox_since(app[keys.db], caller.bipupu_id, since) if since is not None else []
+            replay = await app[keys.mailbox].since(caller.bipupu_id, since) if since is not None else []
         except (sqlite3.Error, DatabaseError):  # upgraded already: no HTTP 503 possible, so say it in the close
             hub.detach(sock)
             sock.close(TRY_AGAIN_LATER, "database unavailable; reconnect later")
             return ws
-        first = [frame("auth_ok", bipupu_id=caller.bipupu_id, server_time=rfc3339(app[keys.clock].time()))]
-        first += [message_frame(message_view(row)) for row in replay]
+        first = [frame(AUTH_OK, bipupu_id=caller.bipupu_id, server_time=rfc3339(app[keys.clock].time()))]
+        first += [message_frame(message) for message in replay]
         if since is not None:
-            first.append(frame("replay_done", count=len(replay), has_more=len(replay) == messages.MAX_REPLAY))
+            first.append(frame(REPLAY_DONE, count=len(replay), has_more=len(replay) == messages.MAX_REPLAY))
         if not sock.start(first, replay[-1]["id"] if replay else since):
             hub.detach(sock)
             sock.close(TOO_SLOW, "too slow: catch up with since")
@@ -100,7 +100,7 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> tupl
         except asyncio.TimeoutError:
             raise Refused(BAD_TOKEN, "no auth frame in time") from None
         data = _json(msg.data) if msg.type == WSMsgType.TEXT else None
-        if not isinstance(data, dict) or data.get("type") != "auth" or not isinstance(data.get("token"), str):
+        if not isinstance(data, dict) or data.get("type") != AUTH or not isinstance(data.get("token"), str):
             raise Refused(BAD_TOKEN, 'expected {"type":"auth","token":"..."}')
         token, since = data["token"], data.get("since", since)
     if since is not None and (not isinstance(since, str) or not is_message_id(since)):
@@ -128,7 +128,7 @@ async def _read(ws: web.WebSocketResponse, sock: Socket, idle_s: float) -> None:
         if msg.type == WSMsgType.TEXT:
             reply = _answer(_json(msg.data))
         elif msg.type == WSMsgType.BINARY:
-            reply = frame("error", code="bad_json", message="frames are JSON text")
+            reply = frame(ERROR, code="bad_json", message="frames are JSON text")
         else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already closed with 1009 for a frame too big)
             break
         if not sock.send(reply):
@@ -138,13 +138,13 @@ async def _read(ws: web.WebSocketResponse, sock: Socket, idle_s: float) -> None:
 
 def _answer(data: Any) -> str:
     if not isinstance(data, dict):
-        return frame("error", code="bad_json", message="frames are JSON objects")
+        return frame(ERROR, code="bad_json", message="frames are JSON objects")
     kind = data.get("type")
-    if kind == "ping":
-        return PONG
-    if kind == "auth":
-        return frame("error", code="already_authenticated", message="this socket is already authenticated")
-    return frame("error", code="unknown_type", message="known frame types: ping")
+    if kind == PING:
+        return PONG_FRAME
+    if kind == AUTH:
+        return frame(ERROR, code="already_authenticated", message="this socket is already authenticated")
+    return frame(ERROR, code="unknown_type", message="known frame types: ping")
 
 
 _INVALID = object()
