@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any, AsyncIterator, Callable, Coroutine
 
 from aiohttp import web
@@ -31,9 +32,11 @@ from .services.scheduler import Scheduler
 from .store import messages
 from .store.db import Database, DatabaseError
 from .web import auth, contacts, health, me, messages as messages_web, openapi, services as services_web, ws
+from .web.admin import admin_app
 from .web.middleware import cors, count_responses, error_middleware
 from .web.server import SERVER_NAME, Connections
 
+STATIC = resources.files("bipupu_server") / "static"  # package data: a wheel serves it too
 log = logging.getLogger(__name__)
 
 BCRYPT_THREADS = 2  # bcrypt is CPU-bound: more threads than cores only queues work elsewhere
@@ -203,4 +206,6 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
             app.router.add_get(path, handler)  # and HEAD: monitors ask `curl -I /health`
         else:
             app.router.add_route(method, path, handler)
+    app.router.add_static("/static", str(STATIC))
+    app.add_subapp("/admin", admin_app())
     return app

@@ -49,7 +49,9 @@ CREATE TABLE sessions (
     refreshed_at  TEXT NOT NULL,
     expires_ts    INTEGER NOT NULL,             -- when its refresh token lapses
     revoked_at    TEXT,
-    revoked_why   TEXT
+    revoked_why   TEXT,
+    kind          TEXT NOT NULL DEFAULT 'api' CHECK (kind IN ('api', 'admin')),  -- 'admin': an admin page login
+    verified_ts   INTEGER                       -- admin logins: when the password was last checked
 ) STRICT;
 CREATE INDEX sessions_by_user ON sessions (user_id);
 
@@ -151,3 +153,15 @@ CREATE TABLE broadcast_runs (
     duration_s   REAL NOT NULL,
     PRIMARY KEY (service_id, day)
 ) STRICT, WITHOUT ROWID;
+
+-- Every admin action: who, what, whom, when, from where. Never a password or a token.
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,                  -- the admin's bipupu_id
+    action      TEXT NOT NULL,                  -- e.g. 'user.deactivate', 'service.broadcast'
+    target      TEXT,                           -- a bipupu_id or a service id
+    detail      TEXT NOT NULL DEFAULT '{}',     -- JSON object
+    address     TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_log_by_target ON audit_log (target, id);

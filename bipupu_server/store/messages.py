@@ -138,3 +138,8 @@ def counts_of(q: Reader, bipupu_id: str) -> dict[str, int]:
     received = q.fetchone("SELECT count(*) AS n FROM messages WHERE receiver_id = ? AND dropped = 0",
                           (bipupu_id,))["n"]
     return {"cards_sent": sent, "cards_received": received}
+
+
+def count_from(q: Reader, floor: str) -> int:
+    """Cards accepted at or after the time of message id `floor` (dropped ones too)."""
+    return q.fetchone("SELECT count(*) AS n FROM messages WHERE id >= ?", (floor,))["n"]

@@ -105,3 +105,12 @@ def update(tx: Tx, service_id: str, changes: dict[str, Any]) -> None:
     if names:
         tx.execute(f"UPDATE services SET {', '.join(f'{n} = :{n}' for n in names)} WHERE id = :id",
                          {**changes, "id": service_id})
+
+
+def subscriber_counts(q: Reader) -> list[dict[str, Any]]:
+    """Every service with its number of subscribers and its newest finished daily run."""
+    return q.fetchall(
+        "SELECT s.id, s.name, s.kind, s.is_active,"
+        " (SELECT count(*) FROM subscriptions x WHERE x.service_id = s.id) AS subscribers,"
+        " (SELECT max(finished_at) FROM broadcast_runs r WHERE r.service_id = s.id) AS last_run_at"
+        " FROM services s ORDER BY s.id")

@@ -88,10 +88,34 @@ def delete_lapsed_tokens(tx: Tx, now_ts: int) -> int:
 def of_user(q: Reader, user_id: str, now_ts: int) -> list[dict[str, Any]]:
     """The user's logins that can still be used (not signed out, not lapsed), newest first."""
     return q.fetchall(
-        "SELECT id, created_at, refreshed_at FROM sessions WHERE user_id = ? AND revoked_at IS NULL"
+        "SELECT id, kind, created_at, refreshed_at FROM sessions WHERE user_id = ? AND revoked_at IS NULL"
         " AND expires_ts > ? ORDER BY created_at DESC, id", (user_id, now_ts))
 
 
 def last_seen(q: Reader, user_id: str) -> str | None:
     """When the user last logged in or refreshed a token."""
     return q.fetchone("SELECT max(refreshed_at) AS at FROM sessions WHERE user_id = ?", (user_id,))["at"]
+
+
+def create_admin(tx: Tx, *, session_id: str, user_id: str, now_text: str, now_ts: int, expires_ts: int) -> None:
+    """An admin page login: no refresh token; its password was checked now."""
+    tx.execute(
+        "INSERT INTO sessions (id, user_id, created_at, refreshed_at, expires_ts, kind, verified_ts)"
+        " VALUES (?, ?, ?, ?, ?, 'admin', ?)", (session_id, user_id, now_text, now_text, expires_ts, now_ts))
+
+
+ADMIN_SESSION = ("SELECT s.id, s.user_id, s.refreshed_at, s.expires_ts, s.verified_ts, s.revoked_at,"
+                 " u.bipupu_id, u.username, u.is_active, u.is_admin"
+                 " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.kind = 'admin'")
+
+
+def admin_session(q: Reader, session_id: str) -> dict[str, Any] | None:
+    return q.fetchone(ADMIN_SESSION, (session_id,))
+
+
+def seen(tx: Tx, session_id: str, now_text: str) -> None:
+    tx.execute("UPDATE sessions SET refreshed_at = ? WHERE id = ?", (now_text, session_id))
+
+
+def verified(tx: Tx, session_id: str, now_ts: int) -> None:
+    tx.execute("UPDATE sessions SET verified_ts = ? WHERE id = ?", (now_ts, session_id))

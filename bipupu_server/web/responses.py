@@ -28,15 +28,15 @@ def error_response(status: int, body: dict, headers: Mapping[str, str] | None = 
 
 async def read_body(request: web.Request) -> bytes:
     """The request body, refusing one that is too large or too slow to arrive."""
-    limit = request.app[keys.config].max_body_bytes
+    limit = request.config_dict[keys.config].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request bodies are limited to {limit // 1024} KiB")
     try:
         # Bounded, so a body trickled a byte at a time cannot hold a connection (and a descriptor) for ever.
-        async with asyncio.timeout(request.app[keys.config].body_timeout_s):
+        async with asyncio.timeout(request.config_dict[keys.config].body_timeout_s):
             return await request.read()
     except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {request.app[keys.config].body_timeout_s:g} s",
+        raise RequestTimeout(f"the request body did not arrive within {request.config_dict[keys.config].body_timeout_s:g} s",
                              code="request_timeout") from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request bodies are limited to {limit // 1024} KiB") from None
@@ -68,18 +68,18 @@ def access_claims(request: web.Request) -> Claims:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("this needs 'Authorization: Bearer <access_token>'", code="missing_token")
-    return request.app[keys.accounts].signer.verify(token, ACCESS)
+    return request.config_dict[keys.accounts].signer.verify(token, ACCESS)
 
 
 async def principal(request: web.Request) -> Principal:
     """The authenticated caller; 401 without a valid access token, 403 for a deactivated account."""
-    return await request.app[keys.accounts].session_principal(access_claims(request))
+    return await request.config_dict[keys.accounts].session_principal(access_claims(request))
 
 
 def client_address(request: web.Request) -> str:
     """Whom per-address limits count: the peer, or behind a trusted proxy the client it forwarded for."""
     peer = request.remote or "unknown"
-    trusted = request.app[keys.config].trusted_proxies
+    trusted = request.config_dict[keys.config].trusted_proxies
     if not trusted or not in_networks(peer, trusted):
         return peer  # a client's own X-Forwarded-For would let it pick any address it likes
     hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", ()) for hop in value.split(",")]
