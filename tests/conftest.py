@@ -24,8 +24,9 @@ from bipupu_server.config import Config
 from tests.processes import STOP_TIMEOUT_S, Server, environment
 
 # The suite gives the same result whatever BIPUPU_* a user's shell exports (a data dir, a port, rate
-# limits off, a time zone…): none of them reaches the code under test. BIPUPU_FUZZ_* tune the suite itself.
-for _name in [name for name in os.environ if name.startswith("BIPUPU_") and not name.startswith("BIPUPU_FUZZ_")]:
+# limits off, a time zone…): none of them reaches the code under test. BIPUPU_FUZZ_* and BIPUPU_TEST_* tune the
+# suite itself.
+for _name in [name for name in os.environ if name.startswith("BIPUPU_") and not name.startswith(("BIPUPU_FUZZ_", "BIPUPU_TEST_"))]:
     del os.environ[_name]
 
 PASSWORD = "correct horse"
