@@ -63,6 +63,7 @@ ROUTES = [
     ("POST", "/blocks", contacts.add_block),
     ("GET", "/blocks", contacts.list_blocks),
     ("DELETE", "/blocks/{blocked_id}", contacts.remove_block),
+    ("POST", "/services/{service_id}/broadcast", services_web.broadcast),
     ("GET", "/ws", ws.websocket),
     ("GET", "/health", health.health),
     ("GET", "/metrics", health.metrics),

@@ -49,10 +49,10 @@ def load_context() -> dict[str, Any] | None:
 CONTEXT = load_context()
 
 
-def login(username: str) -> dict[str, Any]:
+def login(username: str, password: str | None = None) -> dict[str, Any]:
     assert CONTEXT is not None
-    resp = requests.post(f"{CONTEXT['url']}/auth/login", json={"username": username, "password": CONTEXT["password"]},
-                         timeout=10)
+    resp = requests.post(f"{CONTEXT['url']}/auth/login",
+                         json={"username": username, "password": password or CONTEXT["password"]}, timeout=10)
     resp.raise_for_status()
     return resp.json()
 
@@ -62,7 +62,8 @@ def login(username: str) -> dict[str, Any]:
 if CONTEXT is not None:
     @schemathesis.auth()
     class BearerAuth:
-        """The fuzzing user's token for everything; a fresh login of the leaver for each logout."""
+        """The fuzzing user's token for everything; a fresh login of the leaver for each logout; the admin's
+        for a broadcast."""
 
         def get(self, case, ctx):
             return login(CONTEXT["fuzzer"]["username"])["access_token"]
@@ -71,6 +72,8 @@ if CONTEXT is not None:
             token = data
             if case.operation.label == "POST /auth/logout":
                 token = login(CONTEXT["leaver"]["username"])["access_token"]
+            elif case.operation.label == "POST /services/{service_id}/broadcast":  # admins only
+                token = login("admin", CONTEXT["admin_password"])["access_token"]
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
 
 
@@ -130,7 +133,8 @@ def known_values(context: dict[str, Any]) -> tuple[dict[str, st.SearchStrategy],
         "refresh_token": st.just(context["peer"]["refresh_token"]),
     }
     path = {"contact_id": others, "blocked_id": others, "bipupu_id": st.sampled_from(users),
-            "message_id": st.sampled_from(context["cards"])}
+            "message_id": st.sampled_from(context["cards"]),
+            "service_id": st.sampled_from(["bipupu.notice", "cosmic.fortune"])}
     return body, path
 
 

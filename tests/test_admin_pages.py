@@ -11,7 +11,7 @@ from aiohttp import WSMsgType
 from bipupu_server import keys
 from bipupu_server.admin import ELEVATION_S, PAGE_ABSOLUTE_S, PAGE_IDLE_S
 from bipupu_server.protocol import SIGNED_OUT
-from tests.conftest import ADMIN_PASSWORD, PASSWORD, WAIT, bearer, db_rows, register
+from tests.conftest import ADMIN_PASSWORD, PASSWORD, WAIT, assert_error, bearer, db_rows, db_write, register
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -261,3 +261,53 @@ async def test_login_attempts_are_limited_like_the_apis(client, make_config):
         assert (await sign_in(client, "admin", "wrong password")).status == 401
     resp = await sign_in(client)
     assert resp.status == 429 and "Retry-After" in resp.headers
+
+
+# The JSON door for scripts: POST /services/{id}/broadcast with an admin's bearer token ------------
+
+async def admin_token(client) -> dict[str, Any]:
+    resp = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert resp.status == 200
+    return await resp.json()
+
+
+async def test_an_admin_token_broadcasts_to_everyone_through_the_notice_service(client, alice, bob, open_ws):
+    ws = await open_ws(bob)
+    pattern = {"led_color": "#FF8800", "effect": "blink", "duration_s": 3}
+    resp = await client.post("/services/bipupu.notice/broadcast", json={"content": "维护通知", "pattern": pattern},
+                             headers=bearer(await admin_token(client)))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["service_id"], body["sent"]) == ("bipupu.notice", 3) and body["duration_s"] >= 0
+    frame = await ws.receive_json(timeout=WAIT)
+    assert frame["type"] == "new_message"
+    card = frame["payload"]
+    assert (card["sender_id"], card["content"], card["msg_type"]) == ("bipupu.notice", "维护通知", "COSMIC_BROADCAST")
+    assert card["pattern"]["led_color"] == "#FF8800" and card["pattern"]["effect"] == "blink"
+    audit = await db_rows(client, "SELECT actor_id, action, target, detail FROM audit_log")
+    assert audit == [("00000001", "service.broadcast", "bipupu.notice", '{"sent":3,"via":"api"}')]
+
+
+async def test_broadcasting_needs_an_admin_token_and_a_good_body(client, alice):
+    path = "/services/bipupu.notice/broadcast"
+    await assert_error(await client.post(path, json={"content": "x"}), 401, "missing_token")
+    await assert_error(await client.post(path, json={"content": "x"}, headers=bearer(alice)), 403, "not_admin")
+    admin = await admin_token(client)
+    await assert_error(await client.post(path, json={"content": "   "}, headers=bearer(admin)), 422, "invalid_field",
+                       "content")
+    await assert_error(await client.post(path, json={"content": "x", "pattern": {"effect": "explode"}},
+                                         headers=bearer(admin)), 422, "invalid_field")
+    await assert_error(await client.post(path, data=b"\xff\xfe", headers={**bearer(admin),
+                                         "Content-Type": "application/json"}), 400, "malformed_json")
+    await assert_error(await client.post("/services/no.such/broadcast", json={"content": "x"}, headers=bearer(admin)),
+                       404, "service_not_found")
+    assert await db_rows(client, "SELECT count(*) FROM messages") == [(0,)]
+    # The admin page cookie alone authorises nothing here.
+    await sign_in(client)
+    await assert_error(await client.post(path, json={"content": "x"}), 401, "missing_token")
+
+
+async def test_a_switched_off_service_cannot_broadcast(client, alice):
+    await db_write(client, "UPDATE services SET is_active = 0 WHERE id = 'cosmic.fortune'")
+    await assert_error(await client.post("/services/cosmic.fortune/broadcast", json={"content": "x"},
+                                         headers=bearer(await admin_token(client))), 409, "service_inactive")

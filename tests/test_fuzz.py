@@ -69,7 +69,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         leaver = register(http, server.url, "leaver")
         cards = [send(http, server.url, a, b, f"card {i}") for i, (a, b) in
                  enumerate([(fuzzer, peer), (peer, fuzzer), (peer, fuzzer), (fuzzer, peer)])]
-        context = {"url": server.url, "password": PASSWORD, "fuzzer": fuzzer, "peer": peer, "leaver": leaver,
+        context = {"url": server.url, "password": PASSWORD, "admin_password": ADMIN_PASSWORD, "fuzzer": fuzzer,
+                   "peer": peer, "leaver": leaver,
                    "cards": cards, "answers": str(base / "answers.jsonl")}
         context_file = base / "context.json"
         context_file.write_text(json.dumps(context))
@@ -100,7 +101,7 @@ def test_schemathesis_with_all_checks_and_the_stateful_phase_finds_nothing(live:
     assert result.returncode == 0, report
     # Fuzzing nothing must fail, not pass: a plumbing fault would otherwise read as "0 cases, 0 failures".
     summary = report[report.rfind("API Operations:"):]
-    assert "Tested: 22" in summary, summary
+    assert "Tested: 23" in summary, summary
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in summary, f"the {phase} phase did not pass: {summary}"
     # The hooks were loaded and the token worked: every operation was answered with a success at
@@ -108,7 +109,7 @@ def test_schemathesis_with_all_checks_and_the_stateful_phase_finds_nothing(live:
     answers = [json.loads(line) for line in Path(live["context"]["answers"]).read_text().splitlines()]
     succeeded = {label for label, status, _ in answers if 200 <= status < 300}
     operations = {label for label, _, _ in answers}
-    assert len(operations) == 22 and succeeded == operations, sorted(operations - succeeded)
+    assert len(operations) == 23 and succeeded == operations, sorted(operations - succeeded)
     assert len(answers) >= 20 * min(EXAMPLES, 25), len(answers)
 
 

@@ -96,6 +96,9 @@ async def test_health_recovers_from_an_old_write_failure_by_probing(client):
     db = client.server.app[keys.db]
     # The scheduler's start-up tick writes once; a success would clear the failure.
     await until(lambda: db.fetchone("SELECT 1 AS done FROM broadcast_runs"), "the scheduler's start-up tick", 3)
+    # A reader sees a commit before the writer task records that batch's success (which clears write_error):
+    # a write of our own, queued after the tick's, returns only once that is done.
+    await db.write(lambda tx: None)
     clock = client.server.app[keys.clock]
     db.write_error, db.write_error_at = "database or disk is full", clock.monotonic()
     recent = await client.get("/health")

@@ -627,8 +627,9 @@ async def test_broadcast_now_from_an_unknown_service_is_not_found(client, alice)
 async def test_broadcast_now_from_a_switched_off_service_sends_nothing(client, alice):
     await command(client, alice, "TD")
     await switch_off(client, FORTUNE)
-    with pytest.raises(Invalid):
+    with pytest.raises(Conflict) as inactive:  # errors.CODES: service_inactive is a 409
         await client.server.app[keys.broadcaster].broadcast_now(FORTUNE, "hello")
+    assert inactive.value.code == "service_inactive"
     assert await broadcasts(client, "hello") == []
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import orjson
 
 from ..clock import Clock, rfc3339
-from ..errors import Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound
 from ..hub import Hub
 from ..ids import MessageIds
 from ..mailbox import check_content, check_pattern
@@ -126,7 +126,7 @@ class Broadcaster:
         if service is None:
             raise NotFound("no such service", code="service_not_found")
         if not service["is_active"]:
-            raise Invalid("this service is switched off", code="service_inactive", field="service_id")
+            raise Conflict("this service is switched off", code="service_inactive")
         audience = None if service["kind"] == "notice" else service_id
 
         def batch(tx: Tx, after: str) -> list[dict[str, Any]]:

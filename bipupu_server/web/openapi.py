@@ -279,6 +279,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "operationId": "listServices", "tags": ["services"], "security": SECURED,
         "responses": {"200": array_of("Active services.", "Service"), **authed()},
     }},
+    "/services/{service_id}/broadcast": {"post": {
+        "summary": "Broadcast now (admins only): one card to every subscriber of the service, or to every active "
+                   "user for a notice service such as bipupu.notice. For scripts: cron, Home Assistant, the bench.",
+        "operationId": "broadcastNow", "tags": ["services"], "security": SECURED,
+        "parameters": [path_param("service_id", "The service's id, e.g. bipupu.notice.")],
+        "requestBody": body("BroadcastRequest"),
+        "responses": {"200": ok("Sent to everyone it reaches, on disk and pushed.", "BroadcastResult"),
+                      **authed(*JSON_BODY, "not_admin", "service_not_found", "service_inactive")},
+    }},
     "/health": {"get": {
         "summary": "Liveness and database state.", "operationId": "health", "tags": ["operations"],
         "security": [],

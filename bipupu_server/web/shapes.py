@@ -150,6 +150,11 @@ class SendMessage(Shape, kw_only=True):
         | UnsetType = UNSET
 
 
+class BroadcastRequest(Shape, kw_only=True):
+    content: Content
+    pattern: Pattern | UnsetType = UNSET
+
+
 class MessageQuery(Shape, kw_only=True):
     """GET /messages: each key is a query parameter."""
 
@@ -179,7 +184,7 @@ class BlockRequest(Shape):
 
 
 REQUESTS = (RegisterRequest, LoginRequest, RefreshRequest, LogoutRequest, MeUpdate, PasswordChange, SendMessage,
-            ContactRequest, AliasUpdate, BlockRequest)
+            ContactRequest, AliasUpdate, BlockRequest, BroadcastRequest)
 QUERIES = (MessageQuery,)
 
 
@@ -256,6 +261,12 @@ class Service(Shape):
     subscribed: Annotated[bool, Meta(description="Always true for notice services, which reach everyone.")]
 
 
+class BroadcastResult(Shape):
+    service_id: Address
+    sent: Annotated[int, Meta(ge=0, description="Cards stored and pushed: one per recipient.")]
+    duration_s: Annotated[float, Meta(ge=0, description="How long the fan-out took.")]
+
+
 class HealthStatus(Shape):
     status: Literal["ok", "unavailable"]
     db: Literal["ok", "unavailable"]
@@ -275,7 +286,8 @@ class Error(Shape):
     error: ErrorDetail
 
 
-RESPONSES = (TokenPair, Account, Me, UserCard, Message, MessagePage, Contact, Block, Service, HealthStatus, Error)
+RESPONSES = (TokenPair, Account, Me, UserCard, Message, MessagePage, Contact, Block, Service, BroadcastResult,
+             HealthStatus, Error)
 # The shape name a response is known by in the document, where it differs from the class name.
 DOCUMENT_NAMES = {"HealthStatus": "Health"}
 
