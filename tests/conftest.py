@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -313,3 +314,40 @@ def serve(tmp_path: Path) -> Iterator[Any]:
                 server.proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+# The admin pages ---------------------------------------------------------------------------
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+async def form_token(client, path: str = "/admin/login") -> str:
+    resp = await client.get(path)
+    assert resp.status == 200, resp.status
+    return csrf_of(await resp.text())
+
+
+async def sign_in(client, username: str = "admin", password: str = ADMIN_PASSWORD):
+    """Log in through the login form; returns the 303 response."""
+    token = await form_token(client)
+    return await client.post("/admin/login", data={"csrf": token, "username": username, "password": password},
+                             allow_redirects=False)
+
+
+@pytest.fixture
+async def admin_client(client):
+    """The test client, signed in to the admin pages as the first admin."""
+    resp = await sign_in(client)
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/", await resp.text()
+    return client
+
+
+async def post_form(client, path: str, **fields: str):
+    token = csrf_of(await (await client.get("/admin/users")).text())
+    return await client.post(path, data={"csrf": token, **fields}, allow_redirects=False)

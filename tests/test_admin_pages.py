@@ -11,42 +11,8 @@ from aiohttp import WSMsgType
 from bipupu_server import keys
 from bipupu_server.admin import ELEVATION_S, PAGE_ABSOLUTE_S, PAGE_IDLE_S
 from bipupu_server.protocol import SIGNED_OUT
-from tests.conftest import ADMIN_PASSWORD, PASSWORD, WAIT, assert_error, bearer, db_rows, db_write, register
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    match = CSRF.search(html)
-    assert match, html[:500]
-    return match.group(1)
-
-
-async def form_token(client, path: str = "/admin/login") -> str:
-    resp = await client.get(path)
-    assert resp.status == 200, resp.status
-    return csrf_of(await resp.text())
-
-
-async def sign_in(client, username: str = "admin", password: str = ADMIN_PASSWORD):
-    """Log in through the login form; returns the 303 response."""
-    token = await form_token(client)
-    return await client.post("/admin/login", data={"csrf": token, "username": username, "password": password},
-                             allow_redirects=False)
-
-
-@pytest.fixture
-async def admin_client(client):
-    """The test client, signed in to the admin pages as the first admin."""
-    resp = await sign_in(client)
-    assert resp.status == 303 and resp.headers["Location"] == "/admin/", await resp.text()
-    return client
-
-
-async def post_form(client, path: str, **fields: str):
-    token = csrf_of(await (await client.get("/admin/users")).text())
-    return await client.post(path, data={"csrf": token, **fields}, allow_redirects=False)
-
+from tests.conftest import (ADMIN_PASSWORD, PASSWORD, WAIT, assert_error, bearer, csrf_of, db_rows, db_write, form_token,
+                            post_form, register, sign_in)
 
 async def test_signed_out_browsers_are_sent_to_the_login_page(client):
     for path in ("/admin/", "/admin/users", "/admin/users/00000001", "/admin/audit"):

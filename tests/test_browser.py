@@ -121,3 +121,66 @@ async def test_pages_speak_chinese_when_asked_and_show_no_errors(live, browser):
     assert "用户名或密码错误" in await page.inner_text("[role=alert]")
     # The refused login is answered 401, which Chromium notes; nothing else may appear.
     assert problems == ["Failed to load resource: the server responded with a status of 401 (Unauthorized)"]
+
+
+async def test_an_admin_creates_a_service_and_broadcasts_a_pattern_that_arrives_on_a_socket(live, browser):
+    base = live.url
+    async with aiohttp.ClientSession() as http:
+        bob = await register(http, base, "bob")
+        page = await browser.new_page(locale="en-GB", viewport={"width": 360, "height": 740})
+        problems = watch(page)
+        await page.goto(f"{base}/admin/login")
+        await page.fill("input[name=username]", "admin")
+        await page.fill("input[name=password]", ADMIN_PASSWORD)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/admin/")
+
+        await page.click("nav >> text=Services")
+        await page.fill("#create-service input[name=id]", "weather.daily")
+        await page.fill("#create-service input[name=name]", "Weather")
+        await page.fill("#create-service input[name=description]", "Rain or shine")
+        await page.fill("#create-service input[name=send_time]", "07:30")
+        await page.click("#create-service button[type=submit]")
+        await page.wait_for_url(f"{base}/admin/services/weather.daily")
+
+        headers = {"Authorization": f"Bearer {bob['access_token']}"}
+        async with http.post(f"{base}/messages", json={"receiver_id": "weather.daily", "content": "SUB"},
+                             headers=headers) as resp:
+            assert resp.status == 201, await resp.text()
+        ws = await http.ws_connect(f"{base}/ws", headers=headers)
+        assert (await ws.receive_json(timeout=WAIT))["type"] == "auth_ok"
+        await page.reload()  # now one subscriber
+
+        # The live preview follows the editor: text, colour, effect and font, with no inline style or script.
+        await page.fill("#broadcast textarea[name=content]", "Storm at five")
+        await page.fill("#broadcast input[name=led_color]", "#ff8800")
+        await page.select_option("#broadcast select[name=effect]", "blink")
+        await page.select_option("#broadcast select[name=font]", "neon")
+        await page.fill("#broadcast input[name=duration_s]", "12")
+        await page.check("#broadcast input[name=vibrate]")
+        assert await page.text_content("#preview-text") == "Storm at five"
+        assert await page.text_content("#preview-caption") == "#FF8800 · blink · neon · 12 s · ~"
+        classes = (await page.get_attribute("#preview", "class")).split()
+        assert {"fx-blink", "font-neon", "vibrate"} <= set(classes) and "fx-breathe" not in classes
+        led = await page.eval_on_selector(".pupu-led", "e => getComputedStyle(e).backgroundColor")
+        assert led == "rgb(255, 136, 0)"
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+        await page.click("#broadcast button[type=submit]")
+        await page.wait_for_url(f"{base}/admin/services/weather.daily?sent=1")
+        assert "1" in await page.text_content("#sent")
+
+        card = await ws.receive_json(timeout=WAIT)
+        assert card["type"] == "new_message", card
+        message = card["payload"]
+        assert (message["sender_id"], message["content"]) == ("weather.daily", "Storm at five")
+        assert message["pattern"] == {"led_color": "#FF8800", "effect": "blink", "font": "neon", "duration_s": 12,
+                                      "vibrate": True}
+
+        await page.click("nav >> text=Audit log")
+        rows = await page.locator("table.audit tbody tr").all_inner_texts()
+        assert any("service.create" in row and "weather.daily" in row for row in rows), rows
+        assert any("service.broadcast" in row and "sent=1" in row for row in rows), rows
+        await page.click("button:has-text('Log out')")
+        await page.wait_for_url(f"{base}/admin/login")
+        await ws.close()
+        assert problems == []

@@ -236,6 +236,7 @@ def test_hot_backup_while_serving_then_restore_it(serve, tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(target) in result.stdout
     assert not Path(f"{target}-wal").exists()
+    assert target.stat().st_mode & 0o777 == 0o600  # it holds password hashes: the owner's alone, whatever the umask
     with closing(sqlite3.connect(f"file:{target}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal"

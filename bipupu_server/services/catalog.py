@@ -19,6 +19,7 @@ from .commands import DEFAULT_WORDS, REPLY_PATTERN, action_for, check_commands, 
 SERVICE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 SEND_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 KINDS = ("fortune", "notice", "custom")
+SUBSCRIBERS_PAGE = 50
 
 
 def zone_name(zone: tzinfo) -> str:
@@ -82,7 +83,26 @@ class Services:
         messages.insert(tx, messages.NewMessage(**row, client_msg_id=None, dropped=False))
         return row
 
-    # admin edits
+    # admin views and edits
+
+    async def admin_listing(self) -> list[dict[str, Any]]:
+        """Every service, switched off ones too, with its subscribers and its newest daily run."""
+        return await self.db.read(store.subscriber_counts)
+
+    async def one(self, service_id: str) -> dict[str, Any]:
+        """A service as an admin edits it: commands decoded, and how many people a broadcast now reaches."""
+        row = await self.db.read(store.by_id, service_id) if SERVICE_ID.fullmatch(service_id) else None
+        if row is None:
+            raise NotFound("no such service", code="service_not_found")
+        audience = None if row["kind"] == "notice" else service_id
+        return {**row, "commands": orjson.loads(row["commands"]), "reaches_everyone": audience is None,
+                "audience": await self.db.read(store.audience_size, audience)}
+
+    async def subscribers(self, service_id: str, *, after: str | None = None,
+                          limit: int = SUBSCRIBERS_PAGE) -> dict[str, Any]:
+        """A page of the service's subscribers by bipupu_id; `next_after` continues it."""
+        rows = await self.db.read(store.subscribers, service_id, after or "", limit + 1)
+        return {"subscribers": rows[:limit], "next_after": rows[limit - 1]["bipupu_id"] if len(rows) > limit else None}
 
     async def create(self, service_id: Any, name: Any, description: Any, *, kind: Any = "custom",
                      commands: Any = None, send_time: Any = "00:00", daily_content: Any = None) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .db import connect
 
-PAGES_PER_STEP = 1024  # copy in steps so a running server's writer is never held up for long
+# One step: a stepped backup restarts whenever the server's writer commits between steps, so on a busy
+# box it may never finish; under WAL the single step's read snapshot does not hold the writer up.
+PAGES_PER_STEP = -1
 
 
 class BackupError(Exception):
@@ -29,6 +31,8 @@ def backup_database(source: Path, target: Path) -> int:
         raise BackupError(f"{target} is a directory; give a file name")
     partial = target.with_name(f".{target.name}.partial")
     try:
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # password hashes: owner only
         src = connect(source, read_only=True)
         try:
             dst = sqlite3.connect(partial)

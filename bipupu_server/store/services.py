@@ -110,7 +110,24 @@ def update(tx: Tx, service_id: str, changes: dict[str, Any]) -> None:
 def subscriber_counts(q: Reader) -> list[dict[str, Any]]:
     """Every service with its number of subscribers and its newest finished daily run."""
     return q.fetchall(
-        "SELECT s.id, s.name, s.kind, s.is_active,"
+        "SELECT s.id, s.name, s.kind, s.send_time, s.is_active,"
         " (SELECT count(*) FROM subscriptions x WHERE x.service_id = s.id) AS subscribers,"
         " (SELECT max(finished_at) FROM broadcast_runs r WHERE r.service_id = s.id) AS last_run_at"
         " FROM services s ORDER BY s.id")
+
+
+def subscribers(q: Reader, service_id: str, after: str, limit: int) -> list[dict[str, Any]]:
+    """A page of a service's subscribers, by bipupu_id, with who they are."""
+    return q.fetchall(
+        "SELECT s.bipupu_id, u.username, u.nickname, u.is_active, s.created_at FROM subscriptions s"
+        " JOIN users u ON u.bipupu_id = s.bipupu_id WHERE s.service_id = ? AND s.bipupu_id > ?"
+        " ORDER BY s.bipupu_id LIMIT ?", (service_id, after, limit))
+
+
+def audience_size(q: Reader, service_id: str | None) -> int:
+    """How many active users a broadcast-now reaches (the same people `recipients` pages through)."""
+    if service_id is None:
+        return q.fetchone("SELECT count(*) AS n FROM users WHERE is_active = 1")["n"]
+    return q.fetchone(
+        "SELECT count(*) AS n FROM subscriptions s JOIN users u ON u.bipupu_id = s.bipupu_id"
+        " WHERE s.service_id = ? AND u.is_active = 1", (service_id,))["n"]

@@ -8,7 +8,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import i18n, pages
+from . import backup, i18n, pages, records, services
 from .guard import page_middleware
 
 TEMPLATES = resources.files("bipupu_server") / "templates"
@@ -21,7 +21,7 @@ def admin_app() -> web.Application:
         app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
         extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined)
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
-    for method, path, handler, name in pages.ROUTES:
+    for method, path, handler, name in pages.ROUTES + services.ROUTES + records.ROUTES + backup.ROUTES:
         if method == "GET":
             app.router.add_get(path, handler, name=name)
         else:

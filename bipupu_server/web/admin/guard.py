@@ -114,6 +114,31 @@ def actor(request: web.Request) -> Actor:
     return Actor(request[PAGE_KEY].admin, client_address(request))
 
 
+async def elevated(request: web.Request, form) -> bool:
+    """Dangerous actions need a recent password; with one in the form, it is checked now."""
+    admin, page = request.config_dict[keys.admin], request[PAGE_KEY]
+    if admin.elevated(page):
+        return True
+    password = form.get("confirm_password")
+    if not password:
+        return False
+    try:
+        request[PAGE_KEY] = await admin.verify_again(page, password, address=client_address(request))
+    except AppError:
+        return False
+    return True
+
+
+def confirm(request: web.Request, form, failed: bool) -> web.Response:
+    fields = [(name, value) for name, value in form.items() if name not in ("csrf", "confirm_password")]
+    return render(request, "confirm.html", status=403, action=request.path, fields=fields, failed=failed)
+
+
+def url(request: web.Request, name: str, **parts: str) -> str:
+    """The path of the admin route called `name`."""
+    return str(request.app.router[name].url_for(**parts))
+
+
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     page: PageSession | None = request.get(PAGE_KEY)
     context.setdefault("admin", page.admin if page else None)

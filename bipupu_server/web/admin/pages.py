@@ -9,20 +9,17 @@ from aiohttp import web
 
 from ... import __version__, keys
 from ...admin import AccountAdmin, overview
-from ...errors import AppError, Forbidden, RateLimited, Unauthorized
+from ...errors import Forbidden, RateLimited, Unauthorized
 from ...ids import floor_id
+from ...records import relay_view
 from ..responses import client_address
 from . import i18n
-from .guard import (PAGE_KEY, PageRefused, actor, clear_session_cookie, read_form, render, see_other,
-                    set_session_cookie)
+from .guard import (PAGE_KEY, PageRefused, actor, clear_session_cookie, confirm, elevated, read_form, render,
+                    see_other, set_session_cookie, url)
 
 
 def _admin(request: web.Request) -> AccountAdmin:
     return request.config_dict[keys.admin]
-
-
-def _url(request: web.Request, name: str, **parts: str) -> str:
-    return str(request.app.router[name].url_for(**parts))
 
 
 # Signing in and out ----------------------------------------------------------------------------
@@ -37,7 +34,7 @@ LOGIN_REFUSALS = {
 
 async def login_page(request: web.Request) -> web.Response:
     if PAGE_KEY in request:
-        return see_other(_url(request, "admin.dashboard"))
+        return see_other(url(request, "admin.dashboard"))
     return render(request, "login.html", error=None, username="")
 
 
@@ -56,7 +53,7 @@ async def login(request: web.Request) -> web.Response:
             response.headers.update(refused.headers)
         return response
     session_id = await admin.open_page_session(who, address=client_address(request))
-    response = see_other(_url(request, "admin.dashboard"))
+    response = see_other(url(request, "admin.dashboard"))
     set_session_cookie(request, response, session_id)
     return response
 
@@ -64,7 +61,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     await read_form(request)
     await _admin(request).end_page_session(request[PAGE_KEY], address=client_address(request))
-    response = see_other(_url(request, "admin.login"))
+    response = see_other(url(request, "admin.login"))
     clear_session_cookie(response)
     return response
 
@@ -79,7 +76,8 @@ async def dashboard(request: web.Request) -> web.Response:
     last = app[keys.broadcaster].last
     size = sum(os.stat(path).st_size for path in _db_files(app[keys.config].db_path))
     return render(request, "dashboard.html", figures=figures, live_sockets=len(app[keys.hub]),
-                  last=last if last.service_id else None, relay="off", db_bytes=size, version=__version__,
+                  last=last if last.service_id else None, relay=relay_view()["state"], db_bytes=size,
+                  version=__version__,
                   uptime_s=int(clock.monotonic() - app[keys.started_at]))
 
 
@@ -107,35 +105,15 @@ async def create_user(request: web.Request) -> web.Response:
     form = await read_form(request)
     made = await _admin(request).create_user(form.get("username"), form.get("password"), form.get("nickname") or None,
                                              is_admin=form.get("is_admin") == "1", by=actor(request))
-    return see_other(_url(request, "admin.user", bipupu_id=made["bipupu_id"]))
-
-
-async def _elevated(request: web.Request, form) -> bool:
-    """Dangerous actions need a recent password; with one in the form, it is checked now."""
-    admin, page = _admin(request), request[PAGE_KEY]
-    if admin.elevated(page):
-        return True
-    password = form.get("confirm_password")
-    if not password:
-        return False
-    try:
-        request[PAGE_KEY] = await admin.verify_again(page, password, address=client_address(request))
-    except AppError:
-        return False
-    return True
-
-
-def _confirm(request: web.Request, form, failed: bool) -> web.Response:
-    fields = [(name, value) for name, value in form.items() if name not in ("csrf", "confirm_password")]
-    return render(request, "confirm.html", status=403, action=request.path, fields=fields, failed=failed)
+    return see_other(url(request, "admin.user", bipupu_id=made["bipupu_id"]))
 
 
 async def user_action(request: web.Request) -> web.Response:
     bipupu_id, action = request.match_info["bipupu_id"], request.match_info["action"]
     form = await read_form(request)
     admin, by = _admin(request), actor(request)
-    if action in DANGEROUS and not await _elevated(request, form):
-        return _confirm(request, form, failed=bool(form.get("confirm_password")))
+    if action in DANGEROUS and not await elevated(request, form):
+        return confirm(request, form, failed=bool(form.get("confirm_password")))
     if action == "deactivate":
         await admin.set_active(bipupu_id, False, by=by)
     elif action == "reactivate":
@@ -153,7 +131,7 @@ async def user_action(request: web.Request) -> web.Response:
                       audit=await admin.audit_log(target=bipupu_id, limit=20))
     else:
         raise PageRefused(404, i18n.gettext("Not found"))
-    return see_other(_url(request, "admin.user", bipupu_id=bipupu_id))
+    return see_other(url(request, "admin.user", bipupu_id=bipupu_id))
 
 
 DANGEROUS = {"reset-password", "grant-admin"}
