@@ -166,6 +166,17 @@ async def watch_sessions(app: web.Application) -> None:
             hub.close_sessions(ended, SIGNED_OUT, "signed out")
 
 
+def run_relay(app: web.Application) -> Coroutine[Any, Any, None]:
+    """The BLE relay (SPEC §8), only when BIPUPU_BLE_DEVICE and BIPUPU_BLE_OWNER are set: bleak loads here."""
+    from .relay.relay import Relay  # noqa: PLC0415 — a server without the relay never imports bleak
+
+    options = app[keys.relay_options]
+    relay = app[keys.relay] = Relay(
+        app[keys.config], app[keys.db], app[keys.mailbox], app[keys.hub], app[keys.clock], app[keys.zone],
+        app[keys.mailbox].ids, on_state=app[keys.metrics].ble_state, **options)
+    return relay.run()
+
+
 def watch_loop_lag(app: web.Application) -> Coroutine[Any, Any, None]:
     """Measure event-loop lag for /metrics while the server runs."""
     return app[keys.metrics].watch_loop()
@@ -187,8 +198,12 @@ async def close_sockets(app: web.Application) -> None:
     await app[keys.hub].close_all()
 
 
-def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
-    """Build the application; used by run.py and by every test."""
+def init_app(config: Config, *, clock: Clock | None = None, **relay_options: Any) -> web.Application:
+    """Build the application; used by run.py and by every test.
+
+    `relay_options` go to the BLE relay (relay/relay.py): tests pass `bluetooth=` (a fake device's
+    backend) and a short `timing=`.
+    """
     # CORS only when origins are listed: otherwise browsers on other origins are refused, at no cost per request.
     middlewares = [count_responses, *([cors] if config.cors_origins else []), error_middleware]
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
@@ -200,6 +215,9 @@ def init_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
     app.cleanup_ctx.extend([database, mailbox, background("scheduler", run_scheduler),
                             background("session-watch", watch_sessions), background("loop-lag", watch_loop_lag)])
+    app[keys.relay_options] = relay_options
+    if config.ble_device and config.ble_owner:
+        app.cleanup_ctx.append(background("ble-relay", run_relay))
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(common_headers)
     for method, path, handler in ROUTES:

@@ -54,7 +54,23 @@ def build_parser() -> Parser:
     reset = commands.add_parser("reset-password", help="set a new password and sign out every session")
     reset.add_argument("username")
     _password_options(reset)
+    scan = commands.add_parser("ble-scan", help="list the Bluetooth LE devices in reach: name, address, RSSI")
+    scan.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to listen (1-60, default 10)")
+    send = commands.add_parser("ble-send", help="show one test card on the pupu device, TEXT")
+    send.add_argument("text")
+    send.add_argument("--device", help="name or address (default BIPUPU_BLE_DEVICE)")
+    send.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to look for the device (1-60, default 10)")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 1 <= value <= 60:
+        raise argparse.ArgumentTypeError("between 1 and 60 seconds")
+    return value
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "backup":
             return backup(args)
+        if args.command == "ble-scan":
+            return asyncio.run(ble_scan(args.timeout))
+        if args.command == "ble-send":
+            return asyncio.run(ble_send(args))
         config = from_environment(os.environ, host=args.host, port=args.port, data_dir=args.data_dir)
         check_admin_settings(config)
         if args.command in (None, "serve"):
@@ -176,3 +196,55 @@ async def reset_password(config: Config, args: argparse.Namespace) -> int:
 
 
 
+
+
+# The BLE relay's commands: bleak is imported only here and in the relay (a server without them never loads it).
+
+async def ble_scan(timeout: float) -> int:
+    from .relay.bluetooth import Unavailable, scan  # noqa: PLC0415
+
+    try:
+        seen = await scan(timeout)
+    except Unavailable as exc:
+        raise Failure(f"cannot scan: {exc}") from None
+    if not seen:
+        print(f"no Bluetooth LE device advertised within {timeout:g} s")
+        return 0
+    width = max(4, *(len(s.name) for s in seen))
+    print(f"{'NAME':<{width}}  {'ADDRESS':<17}  RSSI")
+    for s in seen:
+        print(f"{s.name or '?':<{width}}  {s.address:<17}  {s.rssi if s.rssi is not None else '?'}")
+    return 0
+
+
+async def ble_send(args: argparse.Namespace, **relay_options) -> int:
+    """Show one card; the relay's own settings (UUIDs, text limit) come from the environment."""
+    from .clock import resolve_zone  # noqa: PLC0415
+    from .relay.bluetooth import Bluetooth, NotFound, Unavailable  # noqa: PLC0415
+    from bleak.exc import BleakError  # noqa: PLC0415
+
+    from .relay.link import LinkLost  # noqa: PLC0415
+    from .relay.relay import show_once  # noqa: PLC0415
+
+    env = {k: v for k, v in os.environ.items() if k not in ("BIPUPU_BLE_DEVICE", "BIPUPU_BLE_OWNER")}
+    config = from_environment(env, data_dir=args.data_dir)
+    target = (args.device or os.environ.get("BIPUPU_BLE_DEVICE") or "").strip()
+    if not target:
+        raise Failure("which device? give --device NAME_OR_ADDRESS or set BIPUPU_BLE_DEVICE")
+    if not args.text.strip():
+        raise Failure("the test card needs some text")
+    relay_options.setdefault("bluetooth", Bluetooth(scan_timeout_s=args.timeout))
+    zone = await asyncio.to_thread(resolve_zone, config.timezone)
+    try:
+        card = await show_once(config, target, args.text, SystemClock(), zone, **relay_options)
+    except Unavailable as exc:
+        raise Failure(f"cannot send: {exc}") from None
+    except NotFound as exc:
+        raise Failure(f"{exc} (a device connected to a running relay does not advertise: send the test card "
+                      "from the admin relay page instead)") from None
+    except LinkLost as exc:
+        raise Failure(f"the device did not take the card: {exc}") from None
+    except (BleakError, EOFError, OSError, TimeoutError) as exc:  # a connect that failed
+        raise Failure(f"could not connect to {target}: {exc or type(exc).__name__}") from None
+    print(f"shown on {target}: {card.text!r}" + (" (cut to the device's limit)" if card.truncated else ""))
+    return 0

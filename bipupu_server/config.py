@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -13,6 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .ratelimit import Limit
 
 IPNetwork = Union[IPv4Network, IPv6Network]
+
+# The Nordic UART Service (SPEC §8): the relay writes frames to RX and the device answers on TX.
+NUS_SERVICE = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
+NUS_RX = "6e400002-b5a3-f393-e0a9-e50e24dcca9e"
+NUS_TX = "6e400003-b5a3-f393-e0a9-e50e24dcca9e"
+BLE_TEXT_MAX = 768  # docs/ble-protocol.md: the most text a card frame carries
+BLE_CATCH_UP_MAX = 500  # as many as a /ws replay
 
 
 class ConfigError(Exception):
@@ -33,8 +41,13 @@ class Config:
     rate_limit: bool = True
     bcrypt_cost: int = 12
     timezone: str | None = None
-    ble_device: str | None = None
+    ble_device: str | None = None  # the pupu device's name or Bluetooth address: with ble_owner, the relay runs
     ble_owner: str | None = None
+    ble_service_uuid: str = NUS_SERVICE  # GATT of the pupu device: the Nordic UART Service by default
+    ble_write_uuid: str = NUS_RX
+    ble_notify_uuid: str = NUS_TX
+    ble_catch_up: int = 20  # after the device was away, the newest this many missed cards are shown
+    ble_text_bytes: int = 200  # the device's text limit in UTF-8 bytes (docs/ble-protocol.md)
     access_ttl_s: int = 3600
     refresh_ttl_s: int = 30 * 24 * 3600
     login_fail_limit: Limit = field(default_factory=lambda: Limit(10, 15 * 60))
@@ -144,6 +157,13 @@ def _origins(name: str, text: str) -> tuple[str, ...]:
     return origins
 
 
+def _uuid(name: str, text: str) -> str:
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        raise ConfigError(f"{name} must be a 128-bit UUID like {NUS_SERVICE}, not {text!r}") from None
+
+
 def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     value = text.strip().lower()
     if value not in choices:
@@ -176,6 +196,13 @@ def from_environment(
     ble_owner = get("BIPUPU_BLE_OWNER")
     if ble_owner is not None and not (len(ble_owner) == 8 and ble_owner.isascii() and ble_owner.isdigit()):
         raise ConfigError(f"BIPUPU_BLE_OWNER must be an 8-digit bipupu_id, not {ble_owner!r}")
+    ble_device = get("BIPUPU_BLE_DEVICE")
+    if (ble_device is None) != (ble_owner is None):
+        missing, given = ("BIPUPU_BLE_OWNER", "BIPUPU_BLE_DEVICE") if ble_owner is None else \
+            ("BIPUPU_BLE_DEVICE", "BIPUPU_BLE_OWNER")
+        raise ConfigError(f"{given} is set but {missing} is not: the BLE relay needs both (or neither)")
+    if ble_device is not None and not 1 <= len(ble_device.strip()) <= 248:
+        raise ConfigError("BIPUPU_BLE_DEVICE must be the device's name or Bluetooth address")
     limit = lambda name, default: _limit(name, get(name, default))  # noqa: E731
     admin_username, admin_password = get("BIPUPU_ADMIN_USERNAME", "admin"), get("BIPUPU_ADMIN_PASSWORD")
     return Config(
@@ -189,8 +216,13 @@ def from_environment(
         rate_limit=_choice("BIPUPU_RATE_LIMIT", get("BIPUPU_RATE_LIMIT", "on"), ("on", "off")) == "on",
         bcrypt_cost=_int("BIPUPU_BCRYPT_COST", get("BIPUPU_BCRYPT_COST", "12"), 4, 15),
         timezone=tz,
-        ble_device=get("BIPUPU_BLE_DEVICE"),
+        ble_device=ble_device.strip() if ble_device is not None else None,
         ble_owner=ble_owner,
+        ble_service_uuid=_uuid("BIPUPU_BLE_SERVICE_UUID", get("BIPUPU_BLE_SERVICE_UUID", NUS_SERVICE)),
+        ble_write_uuid=_uuid("BIPUPU_BLE_WRITE_UUID", get("BIPUPU_BLE_WRITE_UUID", NUS_RX)),
+        ble_notify_uuid=_uuid("BIPUPU_BLE_NOTIFY_UUID", get("BIPUPU_BLE_NOTIFY_UUID", NUS_TX)),
+        ble_catch_up=_int("BIPUPU_BLE_CATCH_UP", get("BIPUPU_BLE_CATCH_UP", "20"), 1, BLE_CATCH_UP_MAX),
+        ble_text_bytes=_int("BIPUPU_BLE_TEXT_BYTES", get("BIPUPU_BLE_TEXT_BYTES", "200"), 1, BLE_TEXT_MAX),
         access_ttl_s=_int("BIPUPU_ACCESS_TTL", get("BIPUPU_ACCESS_TTL", "3600"), 60, 7 * 24 * 3600),
         refresh_ttl_s=_int("BIPUPU_REFRESH_TTL", get("BIPUPU_REFRESH_TTL", str(30 * 24 * 3600)), 3600, 365 * 24 * 3600),
         login_fail_limit=limit("BIPUPU_LIMIT_LOGIN_FAILURES", "10/900"),

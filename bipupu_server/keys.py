@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from .services.scheduler import Scheduler
 from .store.db import Database
 from .web.server import Connections
 
+if TYPE_CHECKING:  # the relay module loads bleak: only when the relay runs
+    from .relay.relay import Relay
+
 config = web.AppKey("config", Config)
 clock = web.AppKey("clock", Clock)
 db = web.AppKey("db", Database)
@@ -35,3 +39,5 @@ broadcaster = web.AppKey("broadcaster", Broadcaster)
 scheduler = web.AppKey("scheduler", Scheduler)
 metrics = web.AppKey("metrics", Metrics)
 connections = web.AppKey("connections", Connections)  # open connections per client address (web/server.py)
+relay: web.AppKey[Relay] = web.AppKey("relay")  # the BLE relay, when BIPUPU_BLE_DEVICE and _OWNER are set
+relay_options = web.AppKey("relay_options", dict)  # what init_app was given for the relay (tests: a fake device)

@@ -271,15 +271,16 @@ class Mailbox:
 
     async def since(self, bipupu_id: str, after_id: str | None, limit: int = messages.MAX_REPLAY, *,
                     direction: str = "received", before: str | None = None, msg_type: str | None = None,
-                    peer: str | None = None) -> list[dict[str, Any]]:
-        """Up to `limit` cards of a mailbox after `after_id` (None: from the first), oldest first, as message views.
+                    peer: str | None = None, newest: bool = False) -> list[dict[str, Any]]:
+        """Up to `limit` cards of a mailbox after `after_id` (None: from the first), oldest first, as message views:
+        the first `limit` of them, or with `newest` the last `limit` (the relay shows the newest N it missed).
 
         The one read of whoever catches up: the /ws replay and the BLE relay (the inbox as the hub
         pushes it: no dropped card, none the user deleted) and GET /messages?since=, whose filters
         are the keywords (list() checks them; the other callers pass ids they checked or made).
         """
         rows = await self.db.read(messages.since, bipupu_id, after_id, limit=limit, direction=direction, before=before,
-                                  msg_type=msg_type, peer=peer)
+                                  msg_type=msg_type, peer=peer, newest=newest)
         return [message_view(r) for r in rows]
 
     async def get(self, me: str, message_id: str) -> dict[str, Any]:

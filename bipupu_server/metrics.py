@@ -9,8 +9,8 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from .hub import Hub
+from .relay import STATES as BLE_STATES
 
-BLE_STATES = ["off", "unavailable", "connecting", "connected"]
 LAG_PROBE_S = 0.25
 
 

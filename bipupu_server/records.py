@@ -176,20 +176,32 @@ def _local(created_at: str, zone: tzinfo) -> str:
 # The BLE relay ---------------------------------------------------------------------------------
 
 class RelayStatus(Protocol):
-    """What the BLE relay (SPEC §8) is to expose for its admin page; nothing implements it yet."""
+    """What the BLE relay (relay/relay.py) exposes for its admin page and /health."""
 
-    state: str  # "off", "unavailable" (no adapter), "connecting", "connected"
-    device: str | None  # BIPUPU_BLE_DEVICE
-    owner: str | None  # BIPUPU_BLE_OWNER, the bipupu_id whose cards it shows
+    state: str  # one of relay.STATES: off, unavailable, searching, connecting, connected
+    detail: str  # why, in one line: "no D-Bus system bus…", "pupu-1 not found nearby"…
+    device: str  # BIPUPU_BLE_DEVICE
+    owner: str  # BIPUPU_BLE_OWNER, the bipupu_id whose cards it shows
+    found: str | None  # the device as last found: "name (address)"
+    shown: int  # cards the device acknowledged since start
+    skipped: int  # cards left out since start: refused by the device, or beyond the catch-up bound
+    waiting: int  # cards heard and not yet shown
+    acked: str | None  # the newest card the device acknowledged (kept in relay_cursor)
 
     def last_frames(self) -> list[dict[str, Any]]:
-        """The newest frames first: at, message_id, sequence, bytes, acknowledged."""
+        """The newest frames first: at, kind, message_id, sequence, bytes, outcome, acknowledged."""
         ...
 
 
+OFF = {"state": "off", "detail": "BIPUPU_BLE_DEVICE and BIPUPU_BLE_OWNER are not set", "device": None,
+       "owner": None, "found": None, "shown": 0, "skipped": 0, "waiting": 0, "acked": None, "frames": [],
+       "can_send": False}
+
+
 def relay_view(relay: RelayStatus | None = None) -> dict[str, Any]:
-    """What the relay page shows; the relay, once built, supplies it (today there is none: "off")."""
+    """What the relay page shows of the app's relay; "off" when the relay is not configured."""
     if relay is None:
-        return {"state": "off", "device": None, "owner": None, "frames": [], "can_send": False}
-    return {"state": relay.state, "device": relay.device, "owner": relay.owner, "frames": relay.last_frames(),
-            "can_send": relay.state == "connected"}
+        return dict(OFF, frames=[])
+    return {"state": relay.state, "detail": relay.detail, "device": relay.device, "owner": relay.owner,
+            "found": relay.found, "shown": relay.shown, "skipped": relay.skipped, "waiting": relay.waiting,
+            "acked": relay.acked, "frames": relay.last_frames(), "can_send": relay.state == "connected"}

@@ -165,3 +165,10 @@ CREATE TABLE audit_log (
     address     TEXT NOT NULL
 ) STRICT;
 CREATE INDEX audit_log_by_target ON audit_log (target, id);
+
+-- The BLE relay: for its owner, the newest card the pupu device acknowledged (SPEC §8).
+CREATE TABLE relay_cursor (
+    owner_id       TEXT PRIMARY KEY,            -- BIPUPU_BLE_OWNER
+    last_acked_id  TEXT,                        -- a message id; NULL: from the first card of the inbox
+    updated_at     TEXT NOT NULL
+) STRICT, WITHOUT ROWID;

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bipupu_server import keys
-from bipupu_server.records import pattern_parts, relay_view
+from bipupu_server.records import pattern_parts
 from bipupu_server.store.browse import page_sql
 from tests.conftest import (BOB, PASSWORD, bearer, csrf_of, db_rows, login, register, send_card,
                             sign_in)
@@ -279,19 +279,6 @@ async def test_a_test_card_without_or_with_a_forged_csrf_token_is_refused(admin_
     other = await register(admin_client, "carol", PASSWORD)  # a token of the JSON API is no form token either
     resp = await admin_client.post("/admin/relay/test", data={"csrf": other["access_token"]}, allow_redirects=False)
     assert resp.status == 403
-
-
-def test_a_relay_fills_the_view_in_once_there_is_one():
-    class Connected:
-        state, device, owner = "connected", "AA:BB:CC:DD:EE:FF", "00000002"
-
-        def last_frames(self) -> list[dict[str, Any]]:
-            return [{"at": "2026-09-21T14:13:20Z", "message_id": "x", "sequence": 7, "bytes": 40,
-                     "acknowledged": True}]
-
-    assert relay_view() == {"state": "off", "device": None, "owner": None, "frames": [], "can_send": False}
-    view = relay_view(Connected())
-    assert view["can_send"] and view["device"] == "AA:BB:CC:DD:EE:FF" and view["frames"][0]["sequence"] == 7
 
 
 # Both pages in Chinese ------------------------------------------------------------------------

@@ -148,6 +148,10 @@ BAD_INPUT = [
     ("data-dir-under-a-file", ["--data-dir", "{file}/data"], {}, 1, "bipupu: error:", ["{file}/data"]),
     ("admin-password-too-short", [], {"BIPUPU_ADMIN_PASSWORD": "short"}, 1, "bipupu: error:",
      ["BIPUPU_ADMIN_PASSWORD"]),
+    ("ble-device-without-owner", [], {"BIPUPU_BLE_DEVICE": "pupu-1"}, 1, "bipupu: error:",
+     ["BIPUPU_BLE_DEVICE is set but BIPUPU_BLE_OWNER is not"]),
+    ("ble-uuid-not-a-uuid", [], {"BIPUPU_BLE_SERVICE_UUID": "nordic"}, 1, "bipupu: error:",
+     ["BIPUPU_BLE_SERVICE_UUID", "'nordic'"]),
 ]
 
 

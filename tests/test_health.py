@@ -8,7 +8,7 @@ import bipupu_server
 from bipupu_server import keys
 from tests.conftest import PASSWORD, assert_error, bearer, until
 
-HEALTH_KEYS = {"status", "db", "version", "uptime_s"}
+HEALTH_KEYS = {"status", "db", "version", "uptime_s", "relay"}
 
 
 def is_number(value) -> bool:
@@ -29,6 +29,7 @@ async def test_health_is_ok(client):
     assert body["db"] == "ok"
     assert body["version"] == bipupu_server.__version__
     assert is_number(body["uptime_s"]) and body["uptime_s"] >= 0
+    assert body["relay"] == {"state": "off", "detail": "BIPUPU_BLE_DEVICE and BIPUPU_BLE_OWNER are not set"}
 
 
 async def test_health_needs_no_token(client):

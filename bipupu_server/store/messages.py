@@ -84,10 +84,13 @@ def mailbox(q: Reader, me: str, *, direction: str, limit: int, before: str | Non
 
 
 def since(q: Reader, me: str, after_id: str | None, *, limit: int = MAX_REPLAY, direction: str = "received",
-          before: str | None = None, msg_type: str | None = None, peer: str | None = None) -> list[dict]:
-    """Up to `limit` cards of the caller's mailbox after `after_id` (None: from the first), oldest first."""
-    return _select(q, me, direction=direction, limit=limit, before=before, after=after_id, msg_type=msg_type,
-                   peer=peer, order="ASC")
+          before: str | None = None, msg_type: str | None = None, peer: str | None = None,
+          newest: bool = False) -> list[dict]:
+    """Up to `limit` cards of the caller's mailbox after `after_id` (None: from the first), oldest first:
+    the first `limit` of them, or with `newest` the last `limit` (the BLE relay's bounded catch-up)."""
+    rows = _select(q, me, direction=direction, limit=limit, before=before, after=after_id, msg_type=msg_type,
+                   peer=peer, order="DESC" if newest else "ASC")
+    return rows[::-1] if newest else rows
 
 
 def _select(q: Reader, me: str, *, direction: str, limit: int, before: str | None, after: str | None,

@@ -28,6 +28,7 @@ from ..errors import BadRequest, Invalid
 from ..ids import MESSAGE_ID
 from ..mailbox import (CLIENT_MSG_ID_MAX, COLOR, CONTENT_MAX, DIRECTIONS, DURATION_MAX_S, DURATION_MIN_S, EFFECTS,
                        FONTS, LIMIT_DEFAULT, LIMIT_MAX, MSG_TYPES, PATTERN_MAX_BYTES, SHORT_NAME)
+from ..relay import STATES as RELAY_STATES
 from ..services.catalog import SERVICE_ID
 from ..text import CONTROL_CLASS, SPACE_CLASS, anchored, trimmed_text_pattern
 
@@ -77,6 +78,7 @@ ShortName = Annotated[str, Meta(pattern=anchored(SHORT_NAME), description="1–3
 Privacy = Literal[PRIVACY_CHOICES]  # type: ignore[valid-type]
 MsgType = Literal[MSG_TYPES]  # type: ignore[valid-type]
 Direction = Literal[DIRECTIONS]  # type: ignore[valid-type]
+RelayState = Literal[RELAY_STATES]  # type: ignore[valid-type]
 Effect = Literal[EFFECTS]  # type: ignore[valid-type]
 Font = Literal[FONTS]  # type: ignore[valid-type]
 CosmicProfile = Annotated[dict[str, Any], Meta(
@@ -267,11 +269,19 @@ class BroadcastResult(Shape):
     duration_s: Annotated[float, Meta(ge=0, description="How long the fan-out took.")]
 
 
+class RelayHealth(Shape):
+    state: Annotated[RelayState, Meta(
+        description="off: not configured; unavailable: no Bluetooth here; searching: the device is not in reach; "
+                    "connecting; connected. Never changes `status`: the server serves without its relay.")]
+    detail: Annotated[str, Meta(description="Why, in one line of English.")]
+
+
 class HealthStatus(Shape):
     status: Literal["ok", "unavailable"]
     db: Literal["ok", "unavailable"]
     version: str
     uptime_s: Annotated[float, Meta(ge=0)]
+    relay: Annotated[RelayHealth, Meta(description="The BLE relay (SPEC §8).")]
     error: Annotated[dict[str, Any], Meta(description="Present when status is unavailable.")] | UnsetType = UNSET
 
 

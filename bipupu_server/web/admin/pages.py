@@ -76,7 +76,7 @@ async def dashboard(request: web.Request) -> web.Response:
     last = app[keys.broadcaster].last
     size = sum(os.stat(path).st_size for path in _db_files(app[keys.config].db_path))
     return render(request, "dashboard.html", figures=figures, live_sockets=len(app[keys.hub]),
-                  last=last if last.service_id else None, relay=relay_view()["state"], db_bytes=size,
+                  last=last if last.service_id else None, relay=relay_view(app.get(keys.relay))["state"], db_bytes=size,
                   version=__version__,
                   uptime_s=int(clock.monotonic() - app[keys.started_at]))
 

@@ -12,7 +12,7 @@ from ...mailbox import MSG_TYPES
 from ...records import browse_messages, check_filter, relay_view
 from ...services.catalog import zone_name
 from . import i18n
-from .guard import PageRefused, read_form, render, url
+from .guard import PageRefused, actor, read_form, render, see_other, url
 
 
 async def messages(request: web.Request) -> web.Response:
@@ -30,19 +30,28 @@ async def messages(request: web.Request) -> web.Response:
                   zone=zone_name(app[keys.zone]), next_url=next_url)
 
 
-# The relay (SPEC §8) is not built: relay_view() says "off". Once it is, pass it the app's relay.
+# The relay (SPEC §8): its state, the last frames, and a test card --------------------------------
 
 async def relay(request: web.Request) -> web.Response:
-    return render(request, "relay.html", relay=relay_view(), refused=None)
+    queued = request.query.get("test") == "queued"
+    return render(request, "relay.html", relay=relay_view(request.config_dict.get(keys.relay)), refused=None,
+                  queued=queued)
 
 
 async def relay_test(request: web.Request) -> web.Response:
+    """Queue a test card for the device: only while it is connected (a card for a device away would wait
+    unseen, and the admin wants to know now whether it is in reach)."""
     await read_form(request)
-    view = relay_view()
-    if not view["can_send"]:
-        return render(request, "relay.html", status=409, relay=view,
-                      refused=i18n.gettext("The relay is off: no test card was sent."))
-    raise PageRefused(501, "the relay cannot send test cards yet")
+    app_relay = request.config_dict.get(keys.relay)
+    sent = app_relay.send_test() if app_relay is not None else None
+    view = relay_view(app_relay)
+    if sent is None:
+        refused = (i18n.gettext("The relay is off: no test card was sent.") if app_relay is None else
+                   i18n.gettext("The device is not connected (%(state)s): no test card was sent.")
+                   % {"state": i18n.gettext(view["state"])})
+        return render(request, "relay.html", status=409, relay=view, refused=refused, queued=False)
+    await request.config_dict[keys.admin].record(actor(request), "relay.test", sent, device=view["device"])
+    return see_other(f"{url(request, 'admin.relay')}?test=queued")
 
 
 ROUTES = [
