@@ -253,7 +253,7 @@ async def test_the_relay_page_says_the_relay_is_off(admin_client):
     assert status == 200
     assert 'id="relay-state">off<' in html and 'id="relay-device">none<' in html
     assert "BIPUPU_BLE_DEVICE" in html and "BIPUPU_BLE_OWNER" in html
-    for column in ("When", "Message id", "Sequence", "Bytes", "Acknowledged"):
+    for column in ("When", "Frame", "Message id", "Sequence", "Bytes", "Outcome"):
         assert f"<th>{column}</th>" in html, column
     assert "No frames sent yet." in html
     assert re.search(r'<button type="submit" id="relay-test" disabled>', html)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import bipupu_server
@@ -118,3 +120,12 @@ def test_the_sql_search_finds_sql():
     hits = [node.value for node in ast.walk(ast.parse((SOURCE / "store" / "users.py").read_text()))
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value)]
     assert len(hits) >= 5
+
+
+def test_a_server_without_the_relay_never_loads_bleak():
+    """bleak (and D-Bus with it) loads only when the relay runs or a ble-* command does."""
+    code = ("import sys; import bipupu_server.app, bipupu_server.cli, bipupu_server.web.health; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bleak', 'bleak_retry_connector', "
+            "'dbus_fast')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

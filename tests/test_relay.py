@@ -566,3 +566,37 @@ async def test_ble_send_when_the_device_refuses_the_card(capsys):
         await ble_send(send_args("a card too long for this small device"), bluetooth=fake_bluetooth(pupu),
                        timing=FAST)
     assert not pupu.shown and not pupu.connected
+
+
+# Finding the device when it is already connected (so it does not advertise) -------------------------
+
+async def test_a_device_already_connected_is_found_by_name_without_a_scan(monkeypatch):
+    """BlueZ's view as bleak-retry-connector caches it: a connected device is taken from there, not a scan."""
+    from bleak_retry_connector import bluez
+
+    from bipupu_server.relay import bluetooth
+
+    path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_01"
+    props = {"Address": "AA:BB:CC:DD:EE:01", "Alias": "pupu-1", "Name": "pupu-1", "Connected": True}
+    others = {"/org/bluez/hci0/dev_11_22_33_44_55_66": {"org.bluez.Device1": {
+        "Address": "11:22:33:44:55:66", "Alias": "pupu-1", "Name": "pupu-1", "Connected": False}}}
+
+    async def properties():
+        return {**others, path: {"org.bluez.Device1": props}}
+
+    async def no_scan(*args, **kwargs):
+        raise AssertionError("scanned")
+
+    monkeypatch.setattr(bluez, "_get_properties", properties)
+    monkeypatch.setattr(bluetooth.BleakScanner, "find_device_by_name", no_scan)
+    device = await bluetooth.find_device("pupu-1")
+    assert device.address == "AA:BB:CC:DD:EE:01" and device.details["path"] == path
+    assert bluetooth.describe(device) == "pupu-1 (AA:BB:CC:DD:EE:01)"
+
+
+def test_names_and_addresses_are_told_apart():
+    from bipupu_server.relay.bluetooth import is_address
+
+    assert is_address("AA:BB:CC:DD:EE:01") and is_address("aa:bb:cc:dd:ee:01")
+    assert is_address("6E400001-B5A3-F393-E0A9-E50E24DCCA9E")  # macOS names devices by UUID
+    assert not is_address("pupu-1") and not is_address("AA:BB:CC:DD:EE") and not is_address("AA:BB:CC:DD:EE:01 ")

@@ -5,6 +5,8 @@
 Needs Debian's chromium and Playwright (in the test setup). Starts run.py on 127.0.0.1 with a throwaway
 data dir, fills it through the real API, then signs in and photographs each page: the phone in light
 colours and Chinese, the desktop in dark colours and English. Console errors are printed at the end.
+The server is fake_pupu_server.py: run.py's app with the BLE relay connected to the tests' fake
+pupu device, so that the relay page shows a relay at work.
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ def photograph(errors: list[str]) -> None:
 def main() -> int:
     data = tempfile.mkdtemp()
     env = {**os.environ, "BIPUPU_DATA_DIR": data, "BIPUPU_PORT": "18431", "BIPUPU_HOST": "127.0.0.1",
-           "BIPUPU_ADMIN_PASSWORD": ADMIN_PASSWORD, "BIPUPU_BCRYPT_COST": "4"}
-    server = subprocess.Popen([sys.executable, "run.py"], cwd=ROOT, env=env,
+           "BIPUPU_ADMIN_PASSWORD": ADMIN_PASSWORD, "BIPUPU_BCRYPT_COST": "4",
+           "BIPUPU_BLE_DEVICE": "pupu-1", "BIPUPU_BLE_OWNER": "00000002"}  # alice's cards light the fake device
+    server = subprocess.Popen([sys.executable, "docs/screenshots/fake_pupu_server.py"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     errors: list[str] = []
     try:

@@ -180,7 +180,6 @@ ZH: dict[str, str] = {
     "The relay is off: no test card was sent.": "中继已关闭：没有发送测试卡片。",
     "The device is not connected (%(state)s): no test card was sent.": "设备未连接（%(state)s）：没有发送测试卡片。",
     "A test card is on its way to the device.": "测试卡片正在发往设备。",
-    "Why": "原因",
     "Found as": "找到的设备",
     "Shown since start": "启动以来已显示",
     "Skipped since start": "启动以来已跳过",
