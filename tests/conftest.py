@@ -85,12 +85,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# BIPUPU_TEST_RELAY=1: every test server also runs the BLE relay, on the real radio (.ci/run, on a machine
+# with no Bluetooth: SPEC §8's "the server keeps running when there is no adapter", checked by the whole suite).
+RELAY_EVERYWHERE = {"ble_device": "pupu-1", "ble_owner": BOB} if os.environ.get("BIPUPU_TEST_RELAY") == "1" else {}
+
+
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., Config]:
+def make_config(tmp_path: Path, request) -> Callable[..., Config]:
     """Config for a test server: its own data dir, cheap bcrypt, known admin password."""
+    relay = {} if request.node.get_closest_marker("relay_off") else RELAY_EVERYWHERE
+
     def make(**overrides: Any) -> Config:
         base = Config(data_dir=tmp_path / "data", secret_key="test-secret-key-0123456789abcdef",
-                      bcrypt_cost=4, admin_password=ADMIN_PASSWORD)
+                      bcrypt_cost=4, admin_password=ADMIN_PASSWORD, **relay)
         base.data_dir.mkdir(exist_ok=True)
         return replace(base, **overrides)
     return make

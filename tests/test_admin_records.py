@@ -248,6 +248,7 @@ async def test_a_bad_filter_says_what_is_wrong(admin_client):
 
 # Relay -----------------------------------------------------------------------------------------
 
+@pytest.mark.relay_off
 async def test_the_relay_page_says_the_relay_is_off(admin_client):
     status, html = await page(admin_client, "/admin/relay")
     assert status == 200
@@ -260,6 +261,7 @@ async def test_the_relay_page_says_the_relay_is_off(admin_client):
     assert 'action="/admin/relay/test"' in html
 
 
+@pytest.mark.relay_off
 async def test_a_test_card_while_the_relay_is_off_is_refused_and_changes_nothing(admin_client):
     before = await db_rows(admin_client, "SELECT count(*) FROM audit_log")
     token = csrf_of(await (await admin_client.get("/admin/relay")).text())
@@ -283,6 +285,7 @@ async def test_a_test_card_without_or_with_a_forged_csrf_token_is_refused(admin_
 
 # Both pages in Chinese ------------------------------------------------------------------------
 
+@pytest.mark.relay_off
 async def test_both_pages_answer_in_chinese(admin_client):
     for path, word in (("/admin/messages", "用户"), ("/admin/relay", "关闭")):
         resp = await admin_client.get(path, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})

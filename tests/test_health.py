@@ -22,6 +22,7 @@ async def get_health(client, status: int) -> dict:
     return await resp.json()
 
 
+@pytest.mark.relay_off
 async def test_health_is_ok(client):
     body = await get_health(client, 200)
     assert set(body) == HEALTH_KEYS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bipupu_server import keys
@@ -80,6 +81,7 @@ async def test_last_broadcast_size_and_duration(client, alice, bob):
     assert value(samples, "bipupu_last_broadcast_duration_seconds") >= 0
 
 
+@pytest.mark.relay_off
 async def test_ble_relay_state_and_loop_lag_are_exposed(client):
     samples = await scrape(client)
     assert value(samples, "bipupu_ble_relay", state="off") == 1  # labelled `state`, as the README says

@@ -34,6 +34,10 @@ from tests.processes import FAIL_FAST_S, assert_one_line_failure, run_cli
 
 FAST = Timing(answer_timeout_s=0.2, send_tries=3, busy_delay_s=0.02, busy_max_s=1.0,
               backoff_first_s=0.01, backoff_max_s=0.05)
+# The tests of "no Bluetooth here" use the real radio: they need a machine without a D-Bus system bus.
+NO_SYSTEM_BUS = not any(os.path.exists(p) for p in ("/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"))
+needs_no_bluetooth = pytest.mark.skipif(not NO_SYSTEM_BUS, reason="this machine has a D-Bus system bus: "
+                                        "Bluetooth may be there")
 CURSOR = "SELECT last_acked_id FROM relay_cursor WHERE owner_id = ?"
 
 
@@ -303,6 +307,7 @@ async def test_catch_up_after_a_restart_is_bounded_to_the_newest_n_too(relay_ser
     assert [c.message_id for c in pupu.shown] == [sent[2]["id"], sent[3]["id"]]
 
 
+@pytest.mark.relay_off
 async def test_the_first_start_shows_new_cards_not_the_whole_inbox(make_client, relay_server, pupu):
     plain = await make_client()  # the server ran without a relay before
     alice, _bob = await people(plain)
@@ -365,6 +370,7 @@ async def test_a_device_that_does_not_answer_delays_no_push_and_no_http_answer(a
     assert relay_of(client).waiting == 2
 
 
+@needs_no_bluetooth
 async def test_without_bluetooth_the_relay_says_unavailable_and_the_server_serves(make_client, caplog):
     caplog.set_level(logging.INFO, logger="bipupu.relay")
     client = await make_client(ble_device="pupu-1", ble_owner=BOB)  # the real radio: this machine has none
@@ -512,10 +518,7 @@ def test_relay_settings_are_read():
 
 # The commands: ble-scan and ble-send ---------------------------------------------------------------
 
-NO_SYSTEM_BUS = not any(os.path.exists(p) for p in ("/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"))
-
-
-@pytest.mark.skipif(not NO_SYSTEM_BUS, reason="this machine has a D-Bus system bus: Bluetooth may be there")
+@needs_no_bluetooth
 @pytest.mark.parametrize("args", [["ble-scan", "--timeout", "3"], ["ble-send", "hello", "--device", "pupu-1"]])
 def test_the_commands_end_with_one_clear_line_when_there_is_no_bluetooth(tmp_path, args):
     started = time.monotonic()
@@ -600,3 +603,57 @@ def test_names_and_addresses_are_told_apart():
     assert is_address("AA:BB:CC:DD:EE:01") and is_address("aa:bb:cc:dd:ee:01")
     assert is_address("6E400001-B5A3-F393-E0A9-E50E24DCCA9E")  # macOS names devices by UUID
     assert not is_address("pupu-1") and not is_address("AA:BB:CC:DD:EE") and not is_address("AA:BB:CC:DD:EE:01 ")
+
+
+async def test_ble_scan_lists_name_address_and_rssi_strongest_first(monkeypatch, capsys):
+    """Bleak's scanner is the one thing replaced here: what it found, as it returns it."""
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+    from bipupu_server.cli import ble_scan
+    from bipupu_server.relay import bluetooth
+
+    def seen(address: str, name: str | None, local_name: str | None, rssi: int):
+        adv = AdvertisementData(local_name=local_name, manufacturer_data={}, service_data={}, service_uuids=[],
+                                tx_power=None, rssi=rssi, platform_data=())
+        return address, (BLEDevice(address, name, {}), adv)
+
+    async def discover(timeout: float, return_adv: bool):
+        assert return_adv and timeout == 3
+        return dict([seen("11:22:33:44:55:66", None, None, -90), seen("AA:BB:CC:DD:EE:01", "pupu-1", "pupu-1", -48),
+                     seen("AA:BB:CC:DD:EE:02", None, "pupu-living-room", -61)])
+
+    monkeypatch.setattr(bluetooth.BleakScanner, "discover", discover)
+    assert await ble_scan(3) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "NAME              ADDRESS            RSSI",
+        "pupu-1            AA:BB:CC:DD:EE:01  -48",
+        "pupu-living-room  AA:BB:CC:DD:EE:02  -61",
+        "?                 11:22:33:44:55:66  -90",
+    ]
+
+    async def nothing(timeout: float, return_adv: bool):
+        return {}
+
+    monkeypatch.setattr(bluetooth.BleakScanner, "discover", nothing)
+    assert await ble_scan(3) == 0
+    assert capsys.readouterr().out == "no Bluetooth LE device advertised within 3 s\n"
+
+
+async def test_a_bug_in_one_attempt_is_logged_with_its_traceback_and_the_relay_carries_on(aiohttp_client, make_config,
+                                                                                          clock, started_clients, pupu,
+                                                                                          caplog):
+    calls = []
+
+    async def find(target: str):
+        calls.append(target)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return pupu.ble_device
+
+    client = await aiohttp_client(init_app(make_config(ble_device=pupu.name, ble_owner=BOB), clock=clock,
+                                           bluetooth=Bluetooth(find=find, backend=pupu.backend), timing=FAST))
+    started_clients.append(client)
+    await wait_state(client, "connected")
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.exc_info is not None and "unexpected error" in error.getMessage()

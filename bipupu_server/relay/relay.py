@@ -145,7 +145,12 @@ class Relay:
             await self._catch_up()
             attempt = 0
             while True:
-                connected = await self._connection()
+                try:
+                    connected = await self._connection()
+                except Exception as exc:  # a bug, not a condition: say so with its traceback, then carry on
+                    log.exception("BLE relay: unexpected error, reconnecting")
+                    self._set("searching", f"unexpected error: {exc!r}")
+                    connected = False
                 attempt = 0 if connected else attempt + 1
                 await asyncio.sleep(backoff(attempt, self.timing, self.rng))
         finally:
