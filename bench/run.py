@@ -64,6 +64,7 @@ class Plan:
     post_seconds: float = 10
     post_warmup: float = 2
     post_rounds: int = 5
+    pinned_rounds: int = 3  # the same comparison on one core each (0: skip)
     latency_rate: float = 100
     latency_seconds: float = 10
     latency_pairs: int = 5
@@ -76,11 +77,20 @@ class Plan:
 
     @classmethod
     def quick(cls) -> "Plan":
-        return cls(post_seconds=4, post_warmup=1, post_rounds=1, latency_seconds=4, sockets=1_000,
+        return cls(post_seconds=4, post_warmup=1, post_rounds=1, pinned_rounds=1, latency_seconds=4, sockets=1_000,
                    subscribers=10_000, storm_logins=20)
 
 
 # Figures -------------------------------------------------------------------------------------------
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Put every thread of a process on `cores` (threads it starts later inherit the creator's)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cores)
+        except (ProcessLookupError, PermissionError):
+            pass
+
 
 def pct(values: list[float], q: float) -> float | None:
     if not values:
@@ -236,46 +246,79 @@ class Bench:
         print(f"   start-up {seconds:.3f} s, idle RSS {rss / 1024:.1f} MiB", flush=True)
 
     def post_throughput(self, server: Child, base: str, token: str, receiver: str) -> None:
+        """The server against the floor as given and the floor on uvloop, side by side, round by round; then the
+        same with each of the three pinned to core 0 and the load generator on core 1 (a Pi's one core)."""
         plan = self.plan
-        floor_port = free_port()
-        floor_base = f"http://127.0.0.1:{floor_port}"
-        floor = Child("floor", [python(), str(self.args.floor), str(floor_port), str(self.work / "floor.db")],
-                      cwd=self.work, log=self.work / "floor.log")
+        floors: dict[str, tuple[Child, str, str]] = {}
         try:
-            wait_until_up(f"{floor_base}/ping", floor, 30)
-            status, body = http("GET", f"{floor_base}/token/00000002")
-            if status != 200:
-                raise BenchError(f"floor /token answered {status}")
-            floor_token = body.decode()
-            targets = {"server": (server, base, token), "floor": (floor, floor_base, floor_token)}
-            rounds: list[dict[str, Any]] = []
+            for name, extra in (("floor", []), ("floor_uvloop", ["--uvloop"])):
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                child = Child(name, [python(), str(self.args.floor), str(port), str(self.work / f"{name}.db"), *extra],
+                              cwd=self.work, log=self.work / f"{name}.log")
+                wait_until_up(f"{url}/ping", child, 30)
+                status, body = http("GET", f"{url}/token/00000002")
+                if status != 200:
+                    raise BenchError(f"{name} /token answered {status}")
+                floors[name] = (child, url, body.decode())
+            targets = {"server": (server, base, token), **floors}
             stored_before = metric(base, 'bipupu_messages_total{msg_type="USER_POSTCARD"}') or 0
-            server_requests = 0
-            for r in range(plan.post_rounds):
-                order = ("floor", "server") if r % 2 == 0 else ("server", "floor")  # alternate: no side always first
-                for name in order:
-                    proc, url, tok = targets[name]
-                    self.load(url, tok, receiver, plan.post_warmup)
-                    cpu, loadgen, busy, began = proc.cpu_s(), children_cpu_s(), machine_cpu_s(), time.monotonic()
-                    run = self.load(url, tok, receiver, plan.post_seconds)
-                    cpu, loadgen = proc.cpu_s() - cpu, children_cpu_s() - loadgen
-                    busy, elapsed = machine_cpu_s() - busy, time.monotonic() - began
-                    # % of one core; "others" is whatever else ran on the machine meanwhile
-                    run.update(server_cpu_pct=round(100 * cpu / elapsed, 1), loadgen_cpu_pct=round(100 * loadgen / elapsed, 1),
-                               others_cpu_pct=round(100 * max(0.0, busy - cpu - loadgen) / elapsed, 1))
-                    run.update(target=name, round=r + 1)
-                    if run["others_cpu_pct"] > 20:
-                        print(f"   warning: other processes used {run['others_cpu_pct']}% of a core during this round;"
-                              " its figure is noisy", flush=True)
-                    rounds.append(run)
-                    if name == "server":
-                        server_requests += run["requests"]
-                    print(f"   round {r + 1} {name:6}: {run['rps']:8.1f} req/s  p50 {run['p50_ms']:.2f} ms"
-                          f"  p99 {run['p99_ms']:.2f} ms  errors {run['errors']}  cpu: {name} {run['server_cpu_pct']}%"
-                          f" load {run['loadgen_cpu_pct']}% others {run['others_cpu_pct']}%", flush=True)
+            result = self.compare(targets, receiver, plan.post_rounds)
+            pinned = None
+            if plan.pinned_rounds and len(os.sched_getaffinity(0)) >= 2:
+                cores = sorted(os.sched_getaffinity(0))
+                everywhere = set(cores)
+                print(f"   pinned: server and floors on core {cores[0]}, the load generator on core {cores[1]}",
+                      flush=True)
+                for proc, _url, _tok in targets.values():
+                    pin(proc.pid, {cores[0]})
+                try:
+                    pinned = self.compare(targets, receiver, plan.pinned_rounds, load_cores={cores[1]})
+                finally:
+                    for proc, _url, _tok in targets.values():
+                        if proc.proc.poll() is None:
+                            pin(proc.pid, everywhere)
+                pinned.update(target_core=cores[0], load_core=cores[1])
         finally:
-            floor.stop()
+            for child, _url, _tok in floors.values():
+                child.stop()
         stored = (metric(base, 'bipupu_messages_total{msg_type="USER_POSTCARD"}') or 0) - stored_before
+        self.results["post_throughput"] = {
+            "tool": result["rounds"][0]["tool"], "connections": plan.connections, "seconds": plan.post_seconds,
+            "warmup_s": plan.post_warmup, **result, "pinned": pinned, "synchronous": synchronous_setting(),
+            "server_stored_incl_warmups": int(stored),
+        }
+
+    def compare(self, targets: dict[str, tuple[Child, str, str]], receiver: str, rounds_n: int,
+                load_cores: set[int] | None = None) -> dict[str, Any]:
+        """Rounds in which every target takes the same load back to back, the order rotating; the figures are
+        the medians of the per-round ratios server / each floor (a round's pair shares the machine's mood)."""
+        plan = self.plan
+        names = list(targets)
+        rounds: list[dict[str, Any]] = []
+        server_requests = 0
+        for r in range(rounds_n):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:  # rotate: no side always first
+                proc, url, tok = targets[name]
+                self.load(url, tok, receiver, plan.post_warmup, load_cores)
+                cpu, loadgen, busy, began = proc.cpu_s(), children_cpu_s(), machine_cpu_s(), time.monotonic()
+                run = self.load(url, tok, receiver, plan.post_seconds, load_cores)
+                cpu, loadgen = proc.cpu_s() - cpu, children_cpu_s() - loadgen
+                busy, elapsed = machine_cpu_s() - busy, time.monotonic() - began
+                # % of one core; "others" is whatever else ran on the machine meanwhile
+                run.update(server_cpu_pct=round(100 * cpu / elapsed, 1), loadgen_cpu_pct=round(100 * loadgen / elapsed, 1),
+                           others_cpu_pct=round(100 * max(0.0, busy - cpu - loadgen) / elapsed, 1))
+                run.update(target=name, round=r + 1)
+                if run["others_cpu_pct"] > 20:
+                    print(f"   warning: other processes used {run['others_cpu_pct']}% of a core during this round;"
+                          " its figure is noisy", flush=True)
+                rounds.append(run)
+                if name == "server":
+                    server_requests += run["requests"]
+                print(f"   round {r + 1} {name:12}: {run['rps']:8.1f} req/s  p50 {run['p50_ms']:.2f} ms"
+                      f"  p99 {run['p99_ms']:.2f} ms  errors {run['errors']}  cpu: target {run['server_cpu_pct']}%"
+                      f" load {run['loadgen_cpu_pct']}% others {run['others_cpu_pct']}%", flush=True)
 
         def side(name: str) -> dict[str, Any]:
             runs = [run for run in rounds if run["target"] == name]
@@ -284,27 +327,27 @@ class Bench:
                     "errors": sum(r["errors"] for r in runs), "cpu_pct": round(mean(r["server_cpu_pct"] for r in runs), 1),
                     "others_cpu_pct": round(mean(r["others_cpu_pct"] for r in runs), 1)}
 
-        server_side, floor_side = side("server"), side("floor")
-        # Each round runs both back to back, so a round's ratio is a pair taken under the same conditions;
-        # the figure is the median of those pairs (the machine's speed drifts more than the ratio does).
-        paired = [next(x["rps"] for x in rounds if x["round"] == n and x["target"] == "server") /
-                  next(x["rps"] for x in rounds if x["round"] == n and x["target"] == "floor")
-                  for n in range(1, plan.post_rounds + 1)]
-        self.results["post_throughput"] = {
-            "tool": rounds[0]["tool"], "connections": plan.connections, "seconds": plan.post_seconds,
-            "warmup_s": plan.post_warmup, "rounds": rounds, "server": server_side, "floor": floor_side,
-            "ratio": round(median(paired), 3), "round_ratios": [round(x, 3) for x in paired],
-            "synchronous": synchronous_setting(),
-            "server_answered_during_runs": server_requests, "server_stored_incl_warmups": int(stored),
-        }
+        def rps(n: int, name: str) -> float:
+            return next(x["rps"] for x in rounds if x["round"] == n and x["target"] == name)
 
-    def load(self, base: str, token: str, receiver: str, seconds: float) -> dict[str, Any]:
-        """One timed run of POST /messages at `connections`, with wrk if installed, else aiohttp."""
+        out: dict[str, Any] = {"rounds": rounds, "server_answered_during_runs": server_requests,
+                               **{name: side(name) for name in names}}
+        for floor in names[1:]:
+            paired = [rps(n, "server") / rps(n, floor) for n in range(1, rounds_n + 1)]
+            suffix = floor[len("floor"):]  # "" or "_uvloop"
+            out[f"ratio{suffix}"] = round(median(paired), 3)
+            out[f"round_ratios{suffix}"] = [round(x, 3) for x in paired]
+        return out
+
+    def load(self, base: str, token: str, receiver: str, seconds: float,
+             cores: set[int] | None = None) -> dict[str, Any]:
+        """One timed run of POST /messages at `connections`, with wrk if installed, else aiohttp; on `cores` if given."""
         plan = self.plan
         wrk = shutil.which("wrk") if not self.args.no_wrk else None
+        on = ["taskset", "-c", ",".join(map(str, sorted(cores)))] if cores else []
         if wrk:
             env = {**os.environ, "TOKEN": token, "RECEIVER": receiver}
-            child = Child("wrk", [wrk, "-t1", f"-c{plan.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            child = Child("wrk", [*on, wrk, "-t1", f"-c{plan.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
                                   "-s", str(BENCH / "post.lua"), f"{base}/messages"], env=env)
             words = child.expect("BENCH_JSON", seconds + 30)
             data = json.loads(" ".join(words))
@@ -314,8 +357,8 @@ class Bench:
             return {"tool": "wrk", "requests": data["requests"], "rps": round(data["requests"] / duration, 1),
                     "p50_ms": data["p50_us"] / 1000, "p90_ms": data["p90_us"] / 1000, "p99_ms": data["p99_us"] / 1000,
                     "max_ms": data["max_us"] / 1000, "errors": errors, "non_2xx": data["errors_status"]}
-        child = self.client("loadgen", "post", base, "--token", token, "--receiver", receiver,
-                            "--connections", str(plan.connections), "--duration", str(seconds))
+        child = Child("loadgen", [*on, python(), CLIENTS, "post", base, "--token", token, "--receiver", receiver,
+                                  "--connections", str(plan.connections), "--duration", str(seconds)])
         data = child.result(seconds + 60)
         child.proc.wait(10)  # reaped, so its CPU time counts as the load generator's
         return {"tool": "aiohttp", "requests": data["requests"], "rps": data["rps"], "p50_ms": data["p50_ms"],
@@ -544,17 +587,30 @@ class Bench:
         if not missing("post_throughput", "1", "POST /messages throughput, server / floor", "≥ 1.0× floor"):
             p = r["post_throughput"]
             full = p["synchronous"] == "FULL"
-            spread = p.get("round_ratios") or [p["ratio"]]
-            row("1", f"POST /messages throughput, server / floor ({p['connections']} conns, {p['tool']},"
-                f" median of {len(spread)} paired round{'s' if len(spread) != 1 else ''})",
-                f"{p['ratio']:.2f}× (rounds {min(spread):.2f}–{max(spread):.2f}; median {p['server']['rps']:,.0f}"
-                f" vs {p['floor']['rps']:,.0f} req/s)",
-                "≥ 1.0× floor, synchronous=FULL", p["ratio"] is not None and p["ratio"] >= 1.0 and full
-                and p["server"]["errors"] == 0)
+
+            def throughput(where: str, c: dict[str, Any], suffix: str, label: str) -> None:
+                spread = c.get(f"round_ratios{suffix}") or [c[f"ratio{suffix}"]]
+                floor = c[f"floor{suffix}"]
+                row("1", f"POST /messages throughput{where}, server / {label} ({p['connections']} conns, {p['tool']},"
+                    f" median of {len(spread)} paired round{'s' if len(spread) != 1 else ''})",
+                    f"{c[f'ratio{suffix}']:.2f}× (rounds {min(spread):.2f}–{max(spread):.2f}; median"
+                    f" {c['server']['rps']:,.0f} vs {floor['rps']:,.0f} req/s)",
+                    f"≥ 1.0× {label}, synchronous=FULL", c[f"ratio{suffix}"] >= 1.0 and full
+                    and c["server"]["errors"] == 0)
+
+            throughput("", p, "", "floor")
+            if "ratio_uvloop" in p:
+                throughput("", p, "_uvloop", "floor --uvloop")
+            if p.get("pinned"):
+                throughput(" on one core", p["pinned"], "", "floor")
+                throughput(" on one core", p["pinned"], "_uvloop", "floor --uvloop")
             row("1", "POST latency p50 / p99, server", f"{p['server']['p50_ms']:.1f} / {p['server']['p99_ms']:.1f} ms",
                 "—", None)
             row("1", "POST latency p50 / p99, floor", f"{p['floor']['p50_ms']:.1f} / {p['floor']['p99_ms']:.1f} ms",
                 "—", None)
+            if "floor_uvloop" in p:
+                row("1", "POST latency p50 / p99, floor --uvloop",
+                    f"{p['floor_uvloop']['p50_ms']:.1f} / {p['floor_uvloop']['p99_ms']:.1f} ms", "—", None)
         if not missing("push_latency", "2", "push latency POST → WS", "p99 < 10 ms"):
             p = r["push_latency"]
             row("2", f"push latency POST → WS new_message at {p['rate']:.0f}/s",
