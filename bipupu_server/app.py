@@ -20,6 +20,7 @@ from .admin import AccountAdmin
 from .clock import Clock, SystemClock, resolve_zone
 from .config import Config
 from .contacts import Contacts
+from .heap import HeapKeeper
 from .hub import Hub
 from .ids import MessageIds
 from .mailbox import Mailbox
@@ -177,6 +178,11 @@ def run_relay(app: web.Application) -> Coroutine[Any, Any, None]:
     return relay.run()
 
 
+def keep_heap(app: web.Application) -> Coroutine[Any, Any, None]:
+    """Freeze what survives, every tick, so that no garbage-collector pass stalls the loop (heap.py)."""
+    return HeapKeeper(app[keys.clock], app[keys.zone]).run()
+
+
 def watch_loop_lag(app: web.Application) -> Coroutine[Any, Any, None]:
     """Measure event-loop lag for /metrics while the server runs."""
     return app[keys.metrics].watch_loop()
@@ -216,6 +222,8 @@ def init_app(config: Config, *, clock: Clock | None = None, **relay_options: Any
     app.cleanup_ctx.extend([database, mailbox, background("scheduler", run_scheduler),
                             background("session-watch", watch_sessions), background("loop-lag", watch_loop_lag)])
     app[keys.relay_options] = relay_options
+    if config.gc_keeper:
+        app.cleanup_ctx.append(background("gc-keeper", keep_heap))
     if config.ble_device and config.ble_owner:
         app.cleanup_ctx.append(background("ble-relay", run_relay))
     app.on_shutdown.append(close_sockets)

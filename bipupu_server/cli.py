@@ -128,8 +128,9 @@ def serve(config: Config) -> int:
                  config.data_dir)
 
     try:
+        access = {"access_log_class": RedactingAccessLogger} if config.access_log else {"access_log": None}
         server.run(app, app[keys.connections], config.host, config.port, loop=_event_loop(), listening=listening,
-                   access_log_class=RedactingAccessLogger)
+                   **access)
     except OSError as exc:
         raise Failure(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     log.info("stopped cleanly")

@@ -39,6 +39,10 @@ class Config:
     admin_password: str | None = None
     registration: str = "open"
     rate_limit: bool = True
+    access_log: bool = False  # one line per request (BIPUPU_ACCESS_LOG=on); off by default: see README
+    # heap.py: freeze the heap so no GC pass stalls the loop. The collector is process-wide: run.py's server
+    # manages it (BIPUPU_GC_KEEPER, on by default there); an app that other code builds (tests) leaves it be.
+    gc_keeper: bool = False
     bcrypt_cost: int = 12
     timezone: str | None = None
     ble_device: str | None = None  # the pupu device's name or Bluetooth address: with ble_owner, the relay runs
@@ -214,6 +218,8 @@ def from_environment(
         admin_password=admin_password,
         registration=_choice("BIPUPU_REGISTRATION", get("BIPUPU_REGISTRATION", "open"), ("open", "closed")),
         rate_limit=_choice("BIPUPU_RATE_LIMIT", get("BIPUPU_RATE_LIMIT", "on"), ("on", "off")) == "on",
+        access_log=_choice("BIPUPU_ACCESS_LOG", get("BIPUPU_ACCESS_LOG", "off"), ("on", "off")) == "on",
+        gc_keeper=_choice("BIPUPU_GC_KEEPER", get("BIPUPU_GC_KEEPER", "on"), ("on", "off")) == "on",
         bcrypt_cost=_int("BIPUPU_BCRYPT_COST", get("BIPUPU_BCRYPT_COST", "12"), 4, 15),
         timezone=tz,
         ble_device=ble_device.strip() if ble_device is not None else None,

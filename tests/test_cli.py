@@ -144,6 +144,7 @@ BAD_INPUT = [
     ("cors-origin-with-a-path", [], {"BIPUPU_CORS_ORIGINS": "https://app.example/mailbox"}, 1, "bipupu: error:",
      ["BIPUPU_CORS_ORIGINS"]),
     ("body-timeout-zero", [], {"BIPUPU_BODY_TIMEOUT": "0"}, 1, "bipupu: error:", ["BIPUPU_BODY_TIMEOUT"]),
+    ("access-log-unknown", [], {"BIPUPU_ACCESS_LOG": "verbose"}, 1, "bipupu: error:", ["BIPUPU_ACCESS_LOG"]),
     ("data-dir-is-a-file", ["--data-dir", "{file}"], {}, 1, "bipupu: error:", ["{file}", "not a directory"]),
     ("data-dir-under-a-file", ["--data-dir", "{file}/data"], {}, 1, "bipupu: error:", ["{file}/data"]),
     ("admin-password-too-short", [], {"BIPUPU_ADMIN_PASSWORD": "short"}, 1, "bipupu: error:",
@@ -342,8 +343,17 @@ def test_reset_password_signs_out_every_session(serve, tmp_path):
 
 # Access log ------------------------------------------------------------------------------------
 
-def test_access_log_redacts_secrets_in_query_strings(serve):
+def test_there_is_no_access_log_unless_asked_for(serve):
     server = serve(BIPUPU_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    assert call(server.url, "GET", "/health?probe=1")[0] == 200
+    assert call(server.url, "GET", "/nowhere")[0] == 404
+    assert server.stop() == 0
+    assert "/health" not in server.stderr and "/nowhere" not in server.stderr
+    assert "bipupu-server" in server.stderr  # the start-up line is there: logging works, only requests are not logged
+
+
+def test_access_log_redacts_secrets_in_query_strings(serve):
+    server = serve(BIPUPU_ADMIN_PASSWORD=ADMIN_PASSWORD, BIPUPU_ACCESS_LOG="on")
     assert call(server.url, "GET", "/health?token=SECRET123")[0] == 200
     assert call(server.url, "GET", "/health?a=1&refresh_token=SECRET456&password=SECRET789")[0] == 200
     assert server.stop() == 0

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import orjson
 
 from ..clock import Clock, rfc3339
+from .. import heap
 from ..errors import Conflict, Invalid, NotFound
 from ..hub import Hub
 from ..ids import MessageIds
@@ -66,7 +67,10 @@ class Broadcaster:
         # Thousands of open sockets are a million objects the garbage collector would scan in one
         # stop-the-world pass (0.8 s measured) once the fan-out's allocations set it off: keep
         # them out of its sight while the fan-out runs; they are given back to it afterwards.
-        gc.freeze()
+        # Where the heap keeper runs (run.py's server) it keeps them frozen anyway: leave it be.
+        own = not heap.managed()
+        if own:
+            gc.freeze()
         try:
             while True:
                 rows = await self.db.write(functools.partial(batch, after=after))
@@ -78,7 +82,8 @@ class Broadcaster:
                 after = rows[-1]["receiver_id"]
                 await asyncio.sleep(0)  # let pings and requests in between batches
         finally:
-            gc.unfreeze()
+            if own:
+                gc.unfreeze()
         self.last = BroadcastStats(service_id, started_at, self.clock.monotonic() - started, sent)
         return sent
 

@@ -40,6 +40,10 @@ def redact_text(text: str) -> str:
 class RedactingAccessLogger(AbstractAccessLogger):
     """One line per request: address, method, path (secrets redacted), status, milliseconds."""
 
+    @property
+    def enabled(self) -> bool:  # aiohttp asks once per connection: no timing, no call when the level is off
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request, response, time: float) -> None:
         path = request.path_qs
         self.logger.info('%s "%s %s" %d %.1fms', request.remote, request.method,

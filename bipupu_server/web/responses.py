@@ -31,9 +31,11 @@ async def read_body(request: web.Request) -> bytes:
     limit = request.config_dict[keys.config].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request bodies are limited to {limit // 1024} KiB")
+    # Bounded, so a body trickled a byte at a time cannot hold a connection (and a descriptor) for ever; a body
+    # that is all here already (most are: they come in the headers' packet) has nothing to wait for, no timer.
+    timeout = None if request.content.is_eof() else request.config_dict[keys.config].body_timeout_s
     try:
-        # Bounded, so a body trickled a byte at a time cannot hold a connection (and a descriptor) for ever.
-        async with asyncio.timeout(request.config_dict[keys.config].body_timeout_s):
+        async with asyncio.timeout(timeout):
             return await request.read()
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {request.config_dict[keys.config].body_timeout_s:g} s",
