@@ -8,7 +8,8 @@
 
 Each role talks to the orchestrator (bench/run.py) by lines on stdout: progress words, and a
 last line `result {json}`. Roles that wait for the orchestrator read stdin: `hold` connects on
-the line `connect`; `ping` and `hold` stop and report when stdin closes.
+the line `connect`; then `wave S` (every socket pings once within S seconds) and `reconnect N` (N sockets close and
+open again with since); `ping` and `hold` stop and report when stdin closes.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ async def login(session: aiohttp.ClientSession, url: str, username: str, passwor
         return body
 
 
-async def open_socket(session: aiohttp.ClientSession, url: str, token: str) -> aiohttp.ClientWebSocketResponse:
-    """An authenticated /ws, after its auth_ok."""
-    ws = await session.ws_connect(f"{url}/ws", headers={"Authorization": f"Bearer {token}"},
+async def open_socket(session: aiohttp.ClientSession, url: str, token: str,
+                      since: str | None = None) -> aiohttp.ClientWebSocketResponse:
+    """An authenticated /ws, after its auth_ok (with `since`, the replay follows it)."""
+    query = f"?since={since}" if since else ""
+    ws = await session.ws_connect(f"{url}/ws{query}", headers={"Authorization": f"Bearer {token}"},
                                   compress=0, autoping=True, max_msg_size=0)
     first = await ws.receive(timeout=30)
     if first.type != aiohttp.WSMsgType.TEXT or loads(first.data).get("type") != "auth_ok":
@@ -270,6 +273,8 @@ async def hold(args: argparse.Namespace) -> None:
                     data = loads(msg.data)
                     if data.get("type") != "new_message":
                         continue
+                    if newest[0] is None or data["payload"]["id"] > newest[0]:
+                        newest[0] = data["payload"]["id"]
                     sender = data["payload"]["sender_id"]
                     if sender in seen[index]:
                         continue
@@ -287,8 +292,21 @@ async def hold(args: argparse.Namespace) -> None:
             async with limit:
                 ws = await open_socket(session, args.url, token)
             sockets.append(ws)
+            owners.append(token)
             seen.append(set())
             readers.append(asyncio.create_task(watch(len(sockets) - 1, ws)()))
+
+        async def reconnect(index: int) -> None:
+            """Like an App back from a tunnel: close, open again with `since` (the newest card it has)."""
+            readers[index].cancel()
+            await sockets[index].close()
+            async with limit:
+                ws = await open_socket(session, args.url, owners[index], newest[0])
+            sockets[index] = ws
+            readers[index] = asyncio.create_task(watch(index, ws)())
+
+        owners: list[str] = []
+        newest: list[str | None] = [None]  # the newest message id any socket was pushed
 
         readers: list[asyncio.Task] = []
         began = time.perf_counter()
@@ -307,7 +325,28 @@ async def hold(args: argparse.Namespace) -> None:
                 tick += 1
 
         pinging = asyncio.create_task(keep_alive())
-        await closed.wait()
+        # Commands on stdin: "wave S" (every socket pings once within S s), "reconnect N" (N sockets, with since).
+        while not closed.is_set():
+            getting = asyncio.ensure_future(lines.get())
+            await asyncio.wait([getting, asyncio.ensure_future(closed.wait())], return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():
+                getting.cancel()
+                break
+            words = (getting.result() or "").split()
+            began = time.perf_counter()
+            if words[:1] == ["wave"]:  # "wave S": every socket pings once, spread over S seconds
+                spread = float(words[1]) if len(words) > 1 else 0.0
+                step = max(1, len(sockets) // 100)
+                for start in range(0, len(sockets), step):  # 100 slices, spread evenly
+                    await asyncio.gather(*(ws.send_str('{"type":"ping"}') for ws in sockets[start:start + step]
+                                           if not ws.closed), return_exceptions=True)
+                    await asyncio.sleep(spread / 100)
+                say("waved", len(sockets), round(time.perf_counter() - began, 3))
+            elif words[:1] == ["reconnect"]:
+                count = min(int(words[1]), len(sockets))
+                outcomes = await asyncio.gather(*(reconnect(i) for i in range(count)), return_exceptions=True)
+                failed = sum(isinstance(o, BaseException) for o in outcomes)
+                say("reconnected", count - failed, failed, round(time.perf_counter() - began, 3))
         pinging.cancel()
         open_now = sum(not ws.closed for ws in sockets)
         for task in readers:

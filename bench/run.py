@@ -73,12 +73,15 @@ class Plan:
     subscribers: int = 100_000
     storm_logins: int = 50
     storm_ping_interval: float = 0.02
-    fanout_ping_interval: float = 0.1
+    fanout_ping_interval: float = 0.05  # part B's pinger, from before the sockets connect to after the fan-out
+    storm_b_logins: int = 200  # part B: a login storm (cost 12) while the sockets are open
+    reconnects: int = 2_000  # part B: sockets closing and opening again with since
+    wave_s: float = 2.0  # part B: every socket's keepalive ping within this many seconds (5,000 a second)
 
     @classmethod
     def quick(cls) -> "Plan":
         return cls(post_seconds=4, post_warmup=1, post_rounds=1, pinned_rounds=1, latency_seconds=4, sockets=1_000,
-                   subscribers=10_000, storm_logins=20)
+                   subscribers=10_000, storm_logins=20, storm_b_logins=20, reconnects=200)
 
 
 # Figures -------------------------------------------------------------------------------------------
@@ -180,6 +183,7 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BIPUPU_")}
         env.update(BIPUPU_RATE_LIMIT="off", BIPUPU_ADMIN_PASSWORD=self.admin_password,
                    BIPUPU_TIMEZONE=self.zone, TZ="UTC", PYTHONUNBUFFERED="1")
+        env.update(setting.split("=", 1) for setting in self.args.env)  # --env: e.g. BIPUPU_GC_KEEPER=off
         return env
 
     def start_server(self, name: str, data_dir: Path, port: int) -> Child:
@@ -429,6 +433,10 @@ class Bench:
         began = time.monotonic()
         ids = seed.add_users(db, 2, names, self.hash4)
         seed.add_users(db, 2 + len(ids), ["bench_pinger"], self.hash4)
+        if self.hash12 is None:
+            self.hash12 = bcrypt.hashpw(STORM_PASSWORD.encode(), bcrypt.gensalt(12)).decode()
+        storm_users = [f"bench_bstorm{i}" for i in range(plan.storm_b_logins)]
+        seed.add_users(db, 3 + len(ids), storm_users, self.hash12)
         seed.subscribe(db, FORTUNE, ids)
         seed.add_daily_service(db, HELLO, "hello, all sockets", "23:59")
         holders = list(range(0, plan.subscribers, stride))[:socket_users]  # spread over the whole fan-out
@@ -447,14 +455,22 @@ class Bench:
                                  "--per-user", str(plan.per_user), talk=True)
             pinger = lag = None
             try:
-                self.guarded("idle_sockets", lambda: self.idle_sockets(server, base, holder))
-                if "idle_sockets" in self.errors:
-                    return
+                # One client pings every 50 ms from before the sockets connect to after the fan-out: the worst
+                # round trip in each phase is the worst stall of the loop there (issue 15: max, not p99).
                 ping_token = login(base, "bench_pinger", PASSWORD)["access_token"]
                 pinger = self.client("pinger-b", "ping", base, "--token", ping_token,
                                      "--interval", str(plan.fanout_ping_interval), talk=True)
                 pinger.expect("ready", 30)
                 lag = LagWatch(base)
+                self.phases: dict[str, tuple[float, float]] = {}
+                self.guarded("idle_sockets", lambda: self.idle_sockets(server, base, holder))
+                if "idle_sockets" in self.errors:
+                    return
+                self.guarded("keepalive_wave", lambda: self.phase("keepalive_wave", holder,
+                                                                          f"wave {plan.wave_s:g}", "waved"))
+                self.guarded("login_storm_b", lambda: self.storm_b(base, storm_users))
+                self.guarded("reconnects", lambda: self.phase("reconnects", holder, f"reconnect {plan.reconnects}",
+                                                               "reconnected"))
                 self.guarded("fanout", lambda: self.fanout(server, base, db, holder, pinger, lag))
             finally:
                 if lag is not None:
@@ -465,13 +481,37 @@ class Bench:
         finally:
             server.stop(timeout=30)
 
+    def phase(self, name: str, holder: Child, command: str, answer: str) -> None:
+        """Tell the socket holder to do something to all its sockets at once, and time it."""
+        time.sleep(1)
+        began = time.time()
+        holder.tell(command)
+        words = holder.expect(answer, 300)
+        self.phases[name] = (began, time.time())
+        time.sleep(1)
+        self.results.setdefault("phases", {})[name] = {"reply": words, "s": round(self.phases[name][1] - began, 3)}
+        print(f"   {name}: {' '.join(words)} in {self.phases[name][1] - began:.2f} s", flush=True)
+
+    def storm_b(self, base: str, users: list[str]) -> None:
+        path = self.work / "storm-b.json"
+        path.write_text(json.dumps(users))
+        time.sleep(1)
+        storm = self.client("storm-b", "storm", base, "--users", str(path), "--password", STORM_PASSWORD).result(600)
+        self.phases["login_storm"] = (storm["started"], storm["finished"])
+        self.results.setdefault("phases", {})["login_storm"] = {
+            "logins": storm["logins"], "statuses": storm["statuses"], "s": storm["duration_s"], "login": storm["login"]}
+        print(f"   login storm: {storm['logins']} logins (bcrypt 12) in {storm['duration_s']} s"
+              f" with {self.plan.sockets:,} sockets open", flush=True)
+
     def idle_sockets(self, server: Child, base: str, holder: Child) -> None:
         plan = self.plan
         logged = holder.expect("logged_in", 300)
         time.sleep(1)
         before = server.rss_kib()
+        connect_began = time.time()
         holder.tell("connect")
         ready = holder.expect("ready", 300)
+        self.phases["connect"] = (connect_began, time.time())
         time.sleep(3)  # let allocations settle
         after = server.rss_kib()
         live = metric(base, "bipupu_live_sockets")
@@ -552,6 +592,24 @@ class Bench:
         push["socket_push_after_start"] = spread(held["first_seen"].get(HELLO, []), hello_start)
         if self.args.gc_log:
             push["gc_pauses_ms"] = gc_pauses(server.log, hello_start, max(hello_end, hello_pushed))
+        self.phases["broadcast_to_sockets"] = (hello_start, max(hello_end, hello_pushed))
+        self.phases["fanout"] = (start, window_end)
+        everything = (min(a for a, _ in self.phases.values()), max(b for _, b in self.phases.values()))
+        # A ping sent just before a phase's start, or answered just after its end, still measures it: widen a little.
+        windows = {name: (a - 0.5, b + 1.0) for name, (a, b) in [*self.phases.items(), ("all", everything)]}
+        stalls = {name: ping_window(pings["samples"], a, b) for name, (a, b) in windows.items()}
+        for name, (a, b) in windows.items():
+            stalls[name]["server_lag_max_ms"] = ms(lag.worst(a, b))
+            if self.args.gc_log:
+                stalls[name]["gc_pauses_ms"] = gc_pauses(server.log, a, b)
+        self.results["stalls"] = {"sockets": held["sockets"], "ping_interval_s": plan.fanout_ping_interval,
+                                  "pings_lost": pings["lost"], "phases": stalls}
+        for name, w in stalls.items():
+            print(f"   stall {name:22}: ping max {w['max_ms']} ms (p99 {w['p99_ms']}, {w['pings']} pings),"
+                  f" server lag max {w['server_lag_max_ms']} ms"
+                  + (f", GC pauses {len(w['gc_pauses_ms'])}, longest "
+                     f"{max((p[1] for p in w['gc_pauses_ms']), default=0):.0f} ms" if self.args.gc_log else ""),
+                  flush=True)
         f = self.results["fanout"]
         print(f"   {sent:,} stored in {store_s:.2f} s, stored+pushed {f['store_and_push_s']} s;"
               f" loop lag max {f['loop_lag_max_ms']} ms; ping max {f['ping_during']['max_ms']} ms", flush=True)
@@ -786,6 +844,8 @@ def _clip(text: str, width: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the Bipupu server against the floor (issue 6).")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the bench's servers, e.g. BIPUPU_GC_KEEPER=off (repeatable)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run with smaller sizes (1-2.5 min)")
     parser.add_argument("--json", type=Path, default=BENCH / "results.json", help="where to write the results")
     parser.add_argument("--floor", type=Path, default=DEFAULT_FLOOR, help="the floor server (default %(default)s)")
