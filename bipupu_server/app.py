@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -183,6 +184,14 @@ def keep_heap(app: web.Application) -> Coroutine[Any, Any, None]:
     return HeapKeeper(app[keys.clock], app[keys.zone]).run()
 
 
+async def close_idle_sockets(app: web.Application) -> None:
+    """Close the sockets silent for ws_idle_timeout_s: one sweep every quarter of it (at most 10 s)."""
+    hub, idle_s = app[keys.hub], app[keys.config].ws_idle_timeout_s
+    while True:
+        await asyncio.sleep(min(idle_s / 4, 10.0))  # real time, as a socket's silence is
+        hub.close_idle(time.monotonic() - idle_s)
+
+
 def watch_loop_lag(app: web.Application) -> Coroutine[Any, Any, None]:
     """Measure event-loop lag for /metrics while the server runs."""
     return app[keys.metrics].watch_loop()
@@ -220,7 +229,8 @@ def init_app(config: Config, *, clock: Clock | None = None, **relay_options: Any
     app[keys.connections] = Connections(config.connections_per_address, config.trusted_proxies)
     app[keys.metrics] = Metrics(app[keys.hub], lambda: _last_broadcast(app))
     app.cleanup_ctx.extend([database, mailbox, background("scheduler", run_scheduler),
-                            background("session-watch", watch_sessions), background("loop-lag", watch_loop_lag)])
+                            background("session-watch", watch_sessions), background("loop-lag", watch_loop_lag),
+                            background("idle-sweep", close_idle_sockets)])
     app[keys.relay_options] = relay_options
     if config.gc_keeper:
         app.cleanup_ctx.append(background("gc-keeper", keep_heap))

@@ -1,14 +1,14 @@
-"""Who listens to each bipupu_id: sockets (bounded queues, a writer task each) and callbacks; publish never waits."""
+"""Who listens to each bipupu_id: sockets (bounded queues, a writer task while sending) and callbacks; publish never waits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import time
 from typing import Any, Callable, Iterable, Protocol
 
-from .protocol import GOING_AWAY, REPLACED, TOO_SLOW, message_frame
+from .protocol import GOING_AWAY, IDLE, REPLACED, TOO_SLOW, message_frame
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +25,38 @@ class Channel(Protocol):
 
 
 class Socket:
-    """One live socket of one user. Only its writer task sends; the hub only enqueues."""
+    """One live socket of one user. Only its writer task sends; the hub only enqueues.
+
+    Lean, since a box holds thousands of them idle: slots, plain lists, and a writer task only
+    while there is something to send (an idle socket holds no task, no queue, no event).
+    """
+
+    __slots__ = ("_abort", "_closed", "_closer", "_first", "_held", "_newest", "_pending", "_queue_size", "_stuck",
+                 "_writer", "bipupu_id", "channel", "close_code", "last_seen", "session_id")
 
     def __init__(self, channel: Channel, bipupu_id: str, session_id: str, *, queue_size: int, abort=None):
         self.channel = channel
         self.bipupu_id = bipupu_id
         self.session_id = session_id
-        self._queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
-        self._held: deque[tuple[str, str]] | None = deque()  # (message id, frame) until start()
+        self._first: list[str] = []  # what start() sends first (auth_ok, the replay): not bounded by the queue
+        self._pending: list[str] = []  # live frames not yet handed to the channel, oldest first: the bounded queue
+        self._held: list[tuple[str, str]] | None = []  # (message id, frame) until start()
         self._newest = ""  # the greatest message id queued (or replayed): nothing at or below it is sent again
         self._queue_size = queue_size
         self._abort = abort  # drops the connection when a polite close cannot get through
-        self._writer: asyncio.Task | None = None
+        self._writer: asyncio.Task | None = None  # only while there is something to send
+        self._stuck = False  # a send failed: the peer is gone, the reader side will clean up
         self._closer: asyncio.Task | None = None  # held so the close task is not garbage-collected mid-flight
+        self._closed: asyncio.Event | None = None
         self.close_code: int | None = None
-        self.closed = asyncio.Event()
+        self.last_seen = time.monotonic()  # when the peer last sent a frame (the hub's idle sweep reads it)
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once a close handshake has ended (made on first use: most sockets are never waited on)."""
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        return self._closed
 
     def deliver(self, message_id: str, data: str) -> bool:
         """Queue a message frame once, in id order; False if the socket cannot keep up."""
@@ -58,31 +75,37 @@ class Socket:
     def send(self, data: str) -> bool:
         if self.close_code is not None:
             return True  # closing anyway: nothing more to say
-        try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
+        if len(self._pending) >= self._queue_size:
             return False
+        self._pending.append(data)
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        """A writer to send what waits, unless one is at it (there is never more than one: order is kept)."""
+        if self._held is None and not self._stuck and self.close_code is None \
+                and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.bipupu_id}")
 
     def start(self, first: Iterable[str], replayed_up_to: str | None) -> bool:
         """Send `first` frames, then the live frames held meanwhile; none at or below `replayed_up_to`."""
-        held, self._held = self._held or deque(), None
+        held, self._held = self._held or [], None
         self._newest = replayed_up_to or ""
+        self._first = list(first)
+        self._wake()
         ok = True
-        self._writer = asyncio.create_task(self._write(list(first)), name=f"ws-writer-{self.bipupu_id}")
         for message_id, data in held:
             ok = self.deliver(message_id, data) and ok
         return ok
 
-    async def _write(self, first: list[str]) -> None:
+    async def _write(self) -> None:
         try:
-            for data in first:
-                await self.channel.send_str(data)
-            while True:
-                await self.channel.send_str(await self._queue.get())
+            while self._first or self._pending:
+                await self.channel.send_str(self._first.pop(0) if self._first else self._pending.pop(0))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer went away mid-send: the reader side will notice and clean up
+            self._stuck = True
             log.debug("socket writer for %s stopped: %s", self.bipupu_id, exc)
 
     def close(self, code: int, reason: str = "") -> None:
@@ -239,6 +262,18 @@ class Hub:
             self.detach(sock)
             sock.close(code, reason)
         return len(chosen)
+
+    def close_idle(self, silent_since: float) -> int:
+        """Close the sockets whose peer sent no frame since `silent_since` (time.monotonic()).
+
+        One sweep for all, instead of a receive timeout (an asyncio timer) per socket: idle sockets
+        are what a box holds most of, and each timer was half a KiB and a reschedule per frame.
+        """
+        idle = [sock for group in self._sockets.values() for sock in group if sock.last_seen < silent_since]
+        for sock in idle:
+            self.detach(sock)
+            sock.close(IDLE, "idle: no frame for too long")
+        return len(idle)
 
     async def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
         socks = [sock for group in self._sockets.values() for sock in group]

@@ -320,3 +320,36 @@ async def test_close_all_empties_the_hub_even_when_a_peer_hangs_in_close():
     assert hanging.closed.is_set() and polite.closed.is_set()
     assert len(hub) == 0
     await stop_all(hanging, polite)
+
+
+async def test_the_idle_sweep_closes_only_the_silent_sockets_with_1000_and_detaches_them():
+    hub = Hub()
+    silent, silent_channel = live_socket(hub, BOB, "s1")
+    chatty, chatty_channel = live_socket(hub, BOB, "s2")
+    other, _ = live_socket(hub, ALICE, "s3")
+    now = time.monotonic()
+    silent.last_seen = now - 91
+    chatty.last_seen = now - 5
+    other.last_seen = now - 89
+    assert hub.close_idle(now - 90) == 1
+    await finished(silent)
+    assert silent_channel.closes == [1000] and chatty_channel.closes == []
+    assert hub.sockets_of(BOB) == 1 and hub.sockets_of(ALICE) == 1
+    assert hub.publish(BOB, card(1)) == 1  # the live one still gets its cards
+    await settle(chatty_channel, count=1)
+    assert hub.close_idle(now - 90) == 0  # nothing twice
+
+
+async def test_an_idle_socket_holds_no_writer_task_and_a_new_frame_starts_one_in_order():
+    hub = Hub()
+    sock, channel = live_socket(hub, BOB)
+    await let_writers_run()
+    assert sock._writer is None or sock._writer.done()
+    for n in range(1, 4):
+        hub.publish(BOB, card(n))
+    await settle(channel, count=3)
+    assert channel.ids() == [card(n)["id"] for n in range(1, 4)]
+    assert sock._writer.done()  # gone again once all is sent
+    hub.publish(BOB, card(4))
+    await settle(channel, count=4)
+    assert channel.ids()[-1] == card(4)["id"]

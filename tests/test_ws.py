@@ -554,7 +554,7 @@ async def test_a_socket_that_pings_is_not_idle(make_client, open_ws):
     alice, bob = await register(client, "alice"), await register(client, "bob")
     ws = await open_ws(bob)
     started = time.monotonic()
-    # Real time: the idle timeout is aiohttp's receive timeout, so only the real clock can show it not firing.
+    # Real time: the idle sweep runs on the real clock (a socket's silence is real), so only it can show this.
     while time.monotonic() - started < 0.7:
         await asyncio.sleep(0.1)
         await assert_alive(ws)

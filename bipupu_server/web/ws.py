@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from ..clock import rfc3339
 from ..errors import AppError, BadRequest, Forbidden
 from ..hub import CLOSE_TIMEOUT_S, Socket
 from ..ids import is_message_id
-from ..protocol import (AUTH, AUTH_OK, BAD_TOKEN, ERROR, IDLE, PING, PONG, REPLAY_DONE, SIGNED_OUT, TOO_SLOW,
+from ..protocol import (AUTH, AUTH_OK, BAD_TOKEN, ERROR, PING, PONG, REPLAY_DONE, SIGNED_OUT, TOO_SLOW,
                         TRY_AGAIN_LATER, frame, message_frame)
 from ..store import messages
 from ..store.db import DatabaseError
@@ -73,7 +74,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         if not sock.start(first, replay[-1]["id"] if replay else since):
             hub.detach(sock)
             sock.close(TOO_SLOW, "too slow: catch up with since")
-        await _read(ws, sock, config.ws_idle_timeout_s)
+        await _read(ws, sock)
     finally:
         if sock is not None:
             hub.detach(sock)
@@ -117,14 +118,12 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> tupl
         raise Refused(TRY_AGAIN_LATER, "database unavailable; reconnect later") from None
 
 
-async def _read(ws: web.WebSocketResponse, sock: Socket, idle_s: float) -> None:
-    """The only reader of the socket: pings, and error frames for anything else."""
+async def _read(ws: web.WebSocketResponse, sock: Socket) -> None:
+    """The only reader of the socket: pings, and error frames for anything else. A socket silent for
+    ws_idle_timeout_s is closed by the hub's sweep (app.close_idle_sockets), not by a timer of its own."""
     while sock.close_code is None:
-        try:
-            msg = await ws.receive(timeout=idle_s)
-        except asyncio.TimeoutError:
-            sock.close(IDLE, "idle: no frame for too long")
-            break
+        msg = await ws.receive()
+        sock.last_seen = time.monotonic()
         if msg.type == WSMsgType.TEXT:
             reply = _answer(_json(msg.data))
         elif msg.type == WSMsgType.BINARY:
