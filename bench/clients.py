@@ -261,7 +261,7 @@ async def hold(args: argparse.Namespace) -> None:
 
         tokens = await asyncio.gather(*(sign_in(name) for name in usernames))
         say("logged_in", len(tokens), round(time.perf_counter() - began, 3))
-        while (await lines.get()) != "connect":
+        while not (command := await lines.get()).startswith("connect"):
             pass
 
         def watch(index: int, ws: aiohttp.ClientWebSocketResponse):
@@ -309,9 +309,18 @@ async def hold(args: argparse.Namespace) -> None:
         newest: list[str | None] = [None]  # the newest message id any socket was pushed
 
         readers: list[asyncio.Task] = []
-        began = time.perf_counter()
-        await asyncio.gather(*(connect(token) for token in tokens for _ in range(args.per_user)))
-        say("ready", len(sockets), round(time.perf_counter() - began, 3))
+        todo = [token for token in tokens for _ in range(args.per_user)]
+        while True:  # "connect" opens all the sockets; "connect N", the next N of them
+            words = command.split()
+            count = int(words[1]) if len(words) > 1 else len(todo)
+            batch, todo = todo[:count], todo[count:]
+            began = time.perf_counter()
+            await asyncio.gather(*(connect(token) for token in batch))
+            say("ready", len(sockets), round(time.perf_counter() - began, 3))
+            if not todo:
+                break
+            while not (command := await lines.get()).startswith("connect"):
+                pass
 
         async def keep_alive() -> None:
             """Like an App: each socket pings every 30 s (spread over the period), or the server's
