@@ -181,7 +181,8 @@ class Bench:
 
     def server_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BIPUPU_")}
-        env.update(BIPUPU_RATE_LIMIT="off", BIPUPU_ADMIN_PASSWORD=self.admin_password,
+        # Every client is on 127.0.0.1: no per-address connection cap (part B's 200 logins arrive at once).
+        env.update(BIPUPU_RATE_LIMIT="off", BIPUPU_LIMIT_CONNECTIONS="0", BIPUPU_ADMIN_PASSWORD=self.admin_password,
                    BIPUPU_TIMEZONE=self.zone, TZ="UTC", PYTHONUNBUFFERED="1")
         env.update(setting.split("=", 1) for setting in self.args.env)  # --env: e.g. BIPUPU_GC_KEEPER=off
         return env
@@ -501,7 +502,9 @@ class Bench:
         self.results.setdefault("phases", {})["login_storm"] = {
             "logins": storm["logins"], "statuses": storm["statuses"], "s": storm["duration_s"], "login": storm["login"]}
         print(f"   login storm: {storm['logins']} logins (bcrypt 12) in {storm['duration_s']} s"
-              f" with {self.plan.sockets:,} sockets open", flush=True)
+              f" with {self.plan.sockets:,} sockets open; statuses {storm['statuses']}", flush=True)
+        if storm["statuses"] != {"200": storm["logins"]}:
+            raise BenchError(f"the login storm got {storm['statuses']}, not {storm['logins']} × 200")
 
     def idle_sockets(self, server: Child, base: str, holder: Child) -> None:
         plan = self.plan
