@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
 from .protocol import GOING_AWAY, IDLE, REPLACED, TOO_SLOW, message_frame
@@ -13,6 +14,7 @@ from .protocol import GOING_AWAY, IDLE, REPLACED, TOO_SLOW, message_frame
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
+PACE = 200  # writers a broadcast's pushes start per loop turn: pings and requests get their turn in between
 
 Listener = Callable[[dict[str, Any]], None]  # handed each committed message; must not block (queue any I/O)
 
@@ -24,6 +26,39 @@ class Channel(Protocol):
     async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
 
+class Pacer:
+    """Starts the writers of pushed frames a slice at a time, one slice per turn of the loop.
+
+    A broadcast pushes to thousands of sockets from one commit; started at once, their writers
+    all run before anything else, and a phone's ping waited behind 10,000 of them (66 ms
+    measured). Only when writers start is paced: each socket's frames are queued at once and in
+    id order, and a socket's own replies (pong, errors) and its first frames start its writer
+    immediately.
+    """
+
+    def __init__(self, per_turn: int = PACE):
+        self.per_turn = per_turn
+        self._waiting: deque[Socket] = deque()
+        self._scheduled = False
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def wake(self, sock: Socket) -> None:
+        self._waiting.append(sock)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        for _ in range(min(self.per_turn, len(self._waiting))):
+            self._waiting.popleft().wake_now()
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._turn)  # the next turn, after I/O
+        else:
+            self._scheduled = False
+
+
 class Socket:
     """One live socket of one user. Only its writer task sends; the hub only enqueues.
 
@@ -31,10 +66,11 @@ class Socket:
     while there is something to send (an idle socket holds no task, no queue, no event).
     """
 
-    __slots__ = ("_abort", "_closed", "_closer", "_first", "_held", "_newest", "_pending", "_queue_size", "_stuck",
-                 "_writer", "bipupu_id", "channel", "close_code", "last_seen", "session_id")
+    __slots__ = ("_abort", "_closed", "_closer", "_first", "_held", "_newest", "_pacer", "_paced", "_pending",
+                 "_queue_size", "_stuck", "_writer", "bipupu_id", "channel", "close_code", "last_seen", "session_id")
 
-    def __init__(self, channel: Channel, bipupu_id: str, session_id: str, *, queue_size: int, abort=None):
+    def __init__(self, channel: Channel, bipupu_id: str, session_id: str, *, queue_size: int, abort=None,
+                 pacer: Pacer | None = None):
         self.channel = channel
         self.bipupu_id = bipupu_id
         self.session_id = session_id
@@ -48,6 +84,8 @@ class Socket:
         self._stuck = False  # a send failed: the peer is gone, the reader side will clean up
         self._closer: asyncio.Task | None = None  # held so the close task is not garbage-collected mid-flight
         self._closed: asyncio.Event | None = None
+        self._pacer = pacer  # who starts the writer of pushed frames (None: at once)
+        self._paced = False  # waiting in the pacer's line
         self.close_code: int | None = None
         self.last_seen = time.monotonic()  # when the peer last sent a frame (the hub's idle sweep reads it)
 
@@ -70,21 +108,31 @@ class Socket:
         if message_id <= self._newest:
             return True
         self._newest = message_id
-        return self.send(data)
+        return self.send(data, paced=True)
 
-    def send(self, data: str) -> bool:
+    def send(self, data: str, *, paced: bool = False) -> bool:
+        """Queue a frame; a pushed one (`paced`) may wait a few loop turns for its writer, a reply does not."""
         if self.close_code is not None:
             return True  # closing anyway: nothing more to say
         if len(self._pending) >= self._queue_size:
             return False
         self._pending.append(data)
-        self._wake()
+        if paced and self._pacer is not None:
+            if not self._paced and self._idle():
+                self._paced = True
+                self._pacer.wake(self)
+        else:
+            self.wake_now()
         return True
 
-    def _wake(self) -> None:
+    def _idle(self) -> bool:
+        return self._writer is None or self._writer.done()
+
+    def wake_now(self) -> None:
         """A writer to send what waits, unless one is at it (there is never more than one: order is kept)."""
-        if self._held is None and not self._stuck and self.close_code is None \
-                and (self._writer is None or self._writer.done()):
+        self._paced = False
+        if self._held is None and not self._stuck and self.close_code is None and self._idle() \
+                and (self._first or self._pending):
             self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.bipupu_id}")
 
     def start(self, first: Iterable[str], replayed_up_to: str | None) -> bool:
@@ -92,7 +140,7 @@ class Socket:
         held, self._held = self._held or [], None
         self._newest = replayed_up_to or ""
         self._first = list(first)
-        self._wake()
+        self.wake_now()
         ok = True
         for message_id, data in held:
             ok = self.deliver(message_id, data) and ok
@@ -163,6 +211,7 @@ class Hub:
         self._sockets: dict[str, list[Socket]] = {}
         self._subscriptions: dict[str, list[_Subscription]] = {}
         self.waiting: set[Channel] = set()  # upgraded, not yet authenticated: shutdown closes them too
+        self.pacer = Pacer()  # starts the writers of pushed frames a slice per loop turn
 
     def __len__(self) -> int:
         return sum(len(socks) for socks in self._sockets.values())

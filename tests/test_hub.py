@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 
-from bipupu_server.hub import Hub, Socket
+from bipupu_server.hub import Hub, Pacer, Socket
 from bipupu_server.protocol import GOING_AWAY, REPLACED, SIGNED_OUT, TOO_SLOW, frame, message_frame
 from tests.conftest import until
 
@@ -353,3 +353,31 @@ async def test_an_idle_socket_holds_no_writer_task_and_a_new_frame_starts_one_in
     hub.publish(BOB, card(4))
     await settle(channel, count=4)
     assert channel.ids()[-1] == card(4)["id"]
+
+
+async def test_a_broadcasts_writers_start_a_slice_per_loop_turn_and_a_reply_does_not_wait_in_line():
+    hub = Hub(max_per_user=10)
+    hub.pacer = Pacer(per_turn=2)
+    socks = []
+    for n in range(6):
+        channel = Channel()
+        sock = Socket(channel, BOB, f"s{n}", queue_size=16, pacer=hub.pacer)
+        hub.attach(sock)
+        assert sock.start([], None)
+        socks.append((sock, channel))
+    await let_writers_run()
+    assert hub.publish(BOB, card(1)) == 6  # all six queued at once, in order
+    assert len(hub.pacer) == 6
+    socks[5][0].send('{"type":"pong"}')  # the last in line answers a ping: its writer starts now
+    reached = []
+    for _ in range(4):
+        await asyncio.sleep(0)
+        reached.append(sum(1 for _, c in socks if c.ids()))
+    assert reached[0] <= 3  # one slice of 2, plus the socket that replied
+    assert socks[5][1].ids() == [card(1)["id"]]
+    assert socks[5][1].messages()[-1] == {"type": "pong"}  # after its push: one writer, FIFO
+    await settle(*(c for _, c in socks), count=1)
+    assert all(c.ids() == [card(1)["id"]] for _, c in socks) and len(hub.pacer) == 0
+    hub.publish(BOB, card(2))
+    await settle(*(c for _, c in socks[:5]), count=2)
+    assert all(c.ids() == [card(1)["id"], card(2)["id"]] for _, c in socks)

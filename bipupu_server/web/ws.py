@@ -59,7 +59,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         transport = request.transport
         app[keys.connections].proven(transport)  # bounded per user by the hub from here on
         sock = Socket(ws, caller.bipupu_id, caller.session_id, queue_size=hub.queue_size,
-                      abort=transport.abort if transport is not None else None)
+                      abort=transport.abort if transport is not None else None, pacer=hub.pacer)
         hub.attach(sock)  # from here live messages are held until the replay is queued
         try:
             replay = await app[keys.mailbox].since(caller.bipupu_id, since) if since is not None else []
