@@ -472,7 +472,7 @@ async def test_a_test_card_while_the_device_is_away_is_refused_and_nothing_queue
     assert "The device is not connected (searching): no test card was sent." in await resp.text()
     pupu.power_on()
     await wait_state(client, "connected")
-    assert not [c for c in cards(pupu)]
+    assert not cards(pupu)
     forged = await client.post("/admin/relay/test", data={"csrf": "forged"}, allow_redirects=False)
     assert forged.status == 403
     assert await db_rows(client, "SELECT count(*) FROM audit_log WHERE action = 'relay.test'") == [(0,)]

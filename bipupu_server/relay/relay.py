@@ -64,6 +64,18 @@ def time_frame(seq: int, now: float, zone: tzinfo) -> frames.Time:
     return frames.Time(seq=seq, unix_s=int(now), tz_offset_min=max(-1439, min(1439, minutes)))
 
 
+def test_message(message_id: str, owner: str, text: str, created_at: str) -> dict[str, Any]:
+    """The test card (admin page, `run.py ble-send`) as a message object: never stored, never in the cursor."""
+    return {"id": message_id, "sender_id": TEST_SENDER, "receiver_id": owner, "content": text,
+            "msg_type": "COSMIC_BROADCAST", "pattern": dict(TEST_PATTERN), "created_at": created_at}
+
+
+async def open_link(client: Any, config: Config, timing: Timing, record: Callable[[Sent], None]) -> Link:
+    """The pupu's characteristics on a connected client, as the configuration names them."""
+    return await Link.open(client, service_uuid=config.ble_service_uuid, write_uuid=config.ble_write_uuid,
+                           notify_uuid=config.ble_notify_uuid, timing=timing, record=record)
+
+
 @dataclass(frozen=True)
 class Logged:
     at: str
@@ -115,9 +127,7 @@ class Relay:
         """Queue a test card for the connected device; its id, or None when not connected (nothing queued)."""
         if self.state != "connected":
             return None
-        message = {"id": self.ids.next(), "sender_id": TEST_SENDER, "receiver_id": self.owner, "content": text,
-                   "msg_type": "COSMIC_BROADCAST", "pattern": dict(TEST_PATTERN),
-                   "created_at": rfc3339(self.clock.time())}
+        message = test_message(self.ids.next(), self.owner, text, rfc3339(self.clock.time()))
         self._tests.append(message)
         self._wake.set()
         return message["id"]
@@ -186,9 +196,7 @@ class Relay:
                 self.found = describe(device)
                 self._set("connecting", f"connecting to {self.found}")
                 client = await self.bluetooth.connect(device, self._dropped)
-            link = await Link.open(
-                client, service_uuid=self.config.ble_service_uuid, write_uuid=self.config.ble_write_uuid,
-                notify_uuid=self.config.ble_notify_uuid, timing=self.timing, record=self._record)
+            link = await open_link(client, self.config, self.timing, self._record)
             self._link = link
             if not client.is_connected:
                 link.dropped()
@@ -292,12 +300,10 @@ async def show_once(config: Config, target: str, text: str, clock: Clock, zone: 
     link: Link | None = None
     client = await bluetooth.connect(device, lambda: link.dropped() if link is not None else None)
     try:
-        link = await Link.open(client, service_uuid=config.ble_service_uuid, write_uuid=config.ble_write_uuid,
-                               notify_uuid=config.ble_notify_uuid, timing=timing, record=lambda sent: None)
+        link = await open_link(client, config, timing, lambda sent: None)
         now = clock.time()
         await link.send(lambda seq: time_frame(seq, now, zone))
-        message = {"id": MessageIds(clock).next(), "sender_id": TEST_SENDER, "receiver_id": config.ble_owner or "",
-                   "content": text, "msg_type": "COSMIC_BROADCAST", "pattern": dict(TEST_PATTERN)}
+        message = test_message(MessageIds(clock).next(), config.ble_owner or "", text, rfc3339(now))
         card = frames.card(message, seq=0, max_text_bytes=config.ble_text_bytes)
         status = await link.send(lambda seq: replace(card, seq=seq), message["id"])
         if status != frames.Status.OK:
